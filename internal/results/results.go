@@ -1,0 +1,200 @@
+// Package results writes a run's results to disk as it goes: one Go
+// benchmark-format file per engine (results/<engine>.txt, in the
+// single-engine naming, so `benchstat results/a.txt results/b.txt` compares
+// them) and one JSON Lines file of per-request records per engine
+// (results/<engine>.jsonl).
+//
+// Every result line and every batch of records is written with a single
+// write(2) on an unbuffered file, so the levels already finished are on disk
+// even if the run is interrupted. Nothing here prints to a terminal.
+package results
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/inferbench/inferbench/internal/record"
+)
+
+// Header is what every results file starts with.
+type Header struct {
+	// Comments are written as "# ..." lines: provenance that must not
+	// become benchfmt configuration (URLs, engine versions, the date).
+	Comments []string
+	// Config holds "key: value" lines that are the SAME for every engine
+	// of the run (model, workload, simulated); benchstat splits tables on
+	// any key whose value differs between files, so per-engine facts
+	// belong in Comments. Written in the order given.
+	Config []KV
+}
+
+// KV is one benchfmt configuration line.
+type KV struct{ Key, Value string }
+
+var keyRE = regexp.MustCompile(`^[a-z][^\sA-Z:]*$`)
+
+// Validate checks that every config key is one benchfmt accepts and no
+// value spans lines.
+func (h Header) Validate() error {
+	for _, kv := range h.Config {
+		if !keyRE.MatchString(kv.Key) {
+			return fmt.Errorf("results: config key %q: must start with a lower-case letter and contain no spaces, upper-case letters or colons", kv.Key)
+		}
+		if strings.ContainsAny(kv.Value, "\r\n") {
+			return fmt.Errorf("results: config %s: value must be one line", kv.Key)
+		}
+	}
+	for _, c := range h.Comments {
+		if strings.ContainsAny(c, "\r\n") {
+			return fmt.Errorf("results: comment %q must be one line", c)
+		}
+	}
+	return nil
+}
+
+// Bytes renders the header as it appears at the top of a file.
+func (h Header) Bytes() []byte {
+	var b bytes.Buffer
+	for _, c := range h.Comments {
+		b.WriteString("# " + c + "\n")
+	}
+	for _, kv := range h.Config {
+		fmt.Fprintf(&b, "%s: %s\n", kv.Key, kv.Value)
+	}
+	return b.Bytes()
+}
+
+// Dir is an open results folder for one run.
+type Dir struct {
+	path string
+
+	mu    sync.Mutex
+	files map[string]*engineFiles
+}
+
+type engineFiles struct {
+	txt, jsonl *os.File
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Create makes dir (if needed) and truncates results/<engine>.txt and
+// <engine>.jsonl for each engine of this run, writing the header (plus the
+// engine-specific comment lines in perEngine[engine]) at the top of each
+// .txt file. Files of other engines in dir are left alone.
+func Create(dir string, engines []string, h Header, perEngine map[string][]string) (*Dir, error) {
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("results: %w (pass -out with a writable folder)", err)
+	}
+	d := &Dir{path: dir, files: map[string]*engineFiles{}}
+	for _, e := range engines {
+		if !nameRE.MatchString(e) {
+			d.Close()
+			return nil, fmt.Errorf("results: engine name %q cannot be a file name: use letters, digits, '.', '_' or '-'", e)
+		}
+		txt, err := os.Create(filepath.Join(dir, e+".txt"))
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("results: %w", err)
+		}
+		jl, err := os.Create(filepath.Join(dir, e+".jsonl"))
+		if err != nil {
+			txt.Close()
+			d.Close()
+			return nil, fmt.Errorf("results: %w", err)
+		}
+		d.files[e] = &engineFiles{txt: txt, jsonl: jl}
+		hdr := h
+		hdr.Comments = append(append([]string(nil), h.Comments...), perEngine[e]...)
+		if _, err := txt.Write(hdr.Bytes()); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("results: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// Path is the folder.
+func (d *Dir) Path() string { return d.path }
+
+// TxtFiles lists this run's benchmark-format files, sorted.
+func (d *Dir) TxtFiles() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for e := range d.files {
+		out = append(out, filepath.Join(d.path, e+".txt"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Line appends one raw line (a result line from Line, or a "# ..." comment)
+// to engine's .txt file in a single write.
+func (d *Dir) Line(engine, line string) error {
+	f, err := d.get(engine)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(line, "\n") {
+		line += "\n"
+	}
+	_, err = f.txt.WriteString(line)
+	return err
+}
+
+// Records appends recs to engine's .jsonl file, one JSON object a line, in
+// a single write.
+func (d *Dir) Records(engine string, recs []record.Record) error {
+	f, err := d.get(engine)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for i := range recs {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return fmt.Errorf("results: encode record: %w", err)
+		}
+	}
+	_, err = f.jsonl.Write(b.Bytes())
+	return err
+}
+
+func (d *Dir) get(engine string) (*engineFiles, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.files[engine]
+	if !ok {
+		return nil, fmt.Errorf("results: no files for engine %q", engine)
+	}
+	return f, nil
+}
+
+// Close closes every file.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, f := range d.files {
+		if f.txt != nil {
+			errs = append(errs, f.txt.Close())
+		}
+		if f.jsonl != nil {
+			errs = append(errs, f.jsonl.Close())
+		}
+	}
+	d.files = map[string]*engineFiles{}
+	return errors.Join(errs...)
+}
