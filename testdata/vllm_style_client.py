@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""An independent, vLLM-style streaming client used to cross-check inferbench.
+
+Standard library only (threads + http.client), so it runs on any machine with
+python3. It follows vllm bench serve's chat client (vllm/benchmarks/lib/
+endpoint_request_func.py): st = perf_counter() just before the POST; a
+timestamp per SSE data payload; TTFT at the first payload whose choices carry
+delta content; ITL = gaps between successive content payloads; latency = last
+content payload - st; output tokens from usage.completion_tokens; output
+throughput = sum(output tokens) / (last end - first start) over the measured
+requests, like vLLM's "duration".
+
+Closed loop: `--concurrency C` threads each send requests back to back until
+`--requests N` measured requests have been sent in total; the first
+`--warmup W` requests per thread are not measured, and threads keep sending
+unmeasured cooldown requests until every measured request has ended, so the
+concurrency is C for the whole measured duration (vLLM's own duration would
+include the drain tail; this is the one deliberate departure).
+
+Prints one JSON object: ttft_p50_ms, itl_p50_ms, tpot_p50_ms, output_tok_s,
+requests, errors.
+"""
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+import urllib.parse
+
+
+def one_request(url, model, prompt, max_tokens):
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    body = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "min_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    })
+    st = time.perf_counter()
+    conn.request("POST", u.path, body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        conn.close()
+        return {"error": "HTTP %d" % resp.status}
+    ttft = None
+    last = st
+    itls = []
+    usage = None
+    buf = b""
+    while True:
+        data = resp.read1(65536)
+        if not data:
+            break
+        now = time.perf_counter()
+        buf += data
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    continue
+                chunk = json.loads(payload)
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                choices = chunk.get("choices") or []
+                if not choices:
+                    continue
+                content = (choices[0].get("delta") or {}).get("content")
+                if not content:
+                    continue
+                if ttft is None:
+                    ttft = now - st
+                else:
+                    itls.append(now - last)
+                last = now
+    conn.close()
+    if ttft is None or usage is None:
+        return {"error": "no output or no usage"}
+    return {"st": st, "end": last, "ttft": ttft, "itls": itls,
+            "latency": last - st, "out": usage["completion_tokens"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--model", default="fake-model")
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--prompt-words", type=int, default=60)
+    args = ap.parse_args()
+
+    lock = threading.Lock()
+    results = []
+    sent = [0]
+
+    def worker(wid):
+        for i in range(args.warmup):
+            one_request(args.url, args.model, "warm up %d %d " % (wid, i) + "word " * args.prompt_words, args.max_tokens)
+        while True:
+            with lock:
+                measured = sent[0] < args.requests
+                if measured:
+                    sent[0] += 1
+                    n = sent[0]
+                elif len(results) >= args.requests:
+                    return
+            if measured:
+                r = one_request(args.url, args.model, "request %d " % n + "word " * args.prompt_words, args.max_tokens)
+                with lock:
+                    results.append(r)
+            else:
+                # Cooldown: keep the concurrency held until every measured
+                # request has ended, so all of them ran at C (not measured).
+                one_request(args.url, args.model, "cooldown %d " % wid + "word " * args.prompt_words, args.max_tokens)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    ok = [r for r in results if "error" not in r]
+    out = {"requests": len(results), "errors": len(results) - len(ok)}
+    if ok:
+        dur = max(r["end"] for r in ok) - min(r["st"] for r in ok)
+        itls = [x for r in ok for x in r["itls"]]
+        tpots = [(r["latency"] - r["ttft"]) / (r["out"] - 1) for r in ok if r["out"] > 1]
+        out.update({
+            "ttft_p50_ms": statistics.median(r["ttft"] for r in ok) * 1e3,
+            "itl_p50_ms": statistics.median(itls) * 1e3 if itls else 0,
+            "tpot_p50_ms": statistics.median(tpots) * 1e3 if tpots else 0,
+            "output_tok_s": sum(r["out"] for r in ok) / dur,
+        })
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
