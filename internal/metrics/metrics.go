@@ -1,0 +1,320 @@
+package metrics
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/inferbench/inferbench/internal/load"
+	"github.com/inferbench/inferbench/internal/record"
+)
+
+// maxMessages is how many distinct error messages per kind a Summary keeps.
+const maxMessages = 3
+
+// MessageCount is one distinct error message and how often it occurred.
+type MessageCount struct {
+	Message string `json:"message"`
+	Count   int    `json:"count"`
+}
+
+// Summary is the statistics of one run. See the package doc for every
+// definition.
+type Summary struct {
+	// Requests is the number of measured requests; Failed those that failed
+	// (record.Failed); Interrupted those cancelled because the run was stopped.
+	Requests, Failed, Interrupted int
+	// Errors counts failed measured requests by kind (Canceled excluded).
+	Errors map[record.ErrorKind]int
+	// ErrorMessages keeps, per kind, the most frequent distinct messages
+	// (at most three, most frequent first).
+	ErrorMessages map[record.ErrorKind][]MessageCount
+
+	// Window is the length of the measured window.
+	Window time.Duration
+	// OutputTokens is the output tokens delivered inside the window (any
+	// phase); PromptTokens the prompt tokens counted inside it.
+	OutputTokens, PromptTokens float64
+	// MeasuredOutputTokens is the output tokens of all measured requests.
+	MeasuredOutputTokens float64
+
+	OutputTokPerSec        float64
+	TotalTokPerSec         float64
+	FullRunOutputTokPerSec float64
+	ReqPerSec              float64
+	ErrorRate              float64
+
+	TTFT, TPOT, ITL, E2E, QueuedTTFT, QueuedE2E Dist
+
+	// LengthMismatches counts measured requests whose output length differs
+	// from the fixed length requested (flagged by the client or seen here).
+	LengthMismatches int
+	// FallbackTokenCounts counts measured requests whose output tokens are a
+	// chunk count because the server sent no usage.
+	FallbackTokenCounts int
+	// ChunkITL counts successful measured requests whose ITL values are per
+	// chunk because per-chunk token counts were unknown.
+	ChunkITL int
+	// MissingPromptTokens counts requests that contributed output in the window
+	// but whose prompt tokens the server did not report.
+	MissingPromptTokens int
+	// Warnings are human-readable caveats about this Summary.
+	Warnings []string
+}
+
+// Summarize computes the Summary of recs over the measured window w. It never
+// fails: missing data shows as zero counts plus a warning.
+func Summarize(recs []record.Record, w load.Window) Summary {
+	s := Summary{
+		Errors:        map[record.ErrorKind]int{},
+		ErrorMessages: map[record.ErrorKind][]MessageCount{},
+		Window:        max(w.Len(), 0),
+	}
+	var ttft, tpot, itl, e2e, qttft, qe2e []time.Duration
+	messages := map[record.ErrorKind]map[string]int{}
+	var firstSent, lastDone time.Duration
+	seenMeasured := false
+
+	for i := range recs {
+		r := &recs[i]
+		weights := chunkTokens(r)
+		// Throughput inside the window counts every phase and outcome.
+		for j, c := range r.Chunks {
+			if w.Contains(c.At) {
+				s.OutputTokens += weights[j]
+			}
+		}
+		if len(r.Chunks) > 0 && w.Contains(r.Chunks[0].At) {
+			if r.PromptTokens > 0 {
+				s.PromptTokens += float64(r.PromptTokens)
+			} else {
+				s.MissingPromptTokens++
+			}
+		}
+
+		if r.Phase != record.Measured {
+			continue
+		}
+		s.Requests++
+		if !seenMeasured || r.Sent < firstSent {
+			firstSent = r.Sent
+		}
+		if !seenMeasured || r.Done > lastDone {
+			lastDone = r.Done
+		}
+		seenMeasured = true
+		for _, v := range weights {
+			s.MeasuredOutputTokens += v
+		}
+		n := outputTokens(r)
+		if r.Error == record.LengthMismatch || (r.Error == record.OK && r.RequestedTokens > 0 && n != r.RequestedTokens) {
+			s.LengthMismatches++
+		}
+		if len(r.Chunks) > 0 && (r.TokenSource == record.ChunkCount || r.OutputTokens == 0) {
+			s.FallbackTokenCounts++
+		}
+
+		switch {
+		case r.Error == record.Canceled:
+			s.Interrupted++
+			continue
+		case r.Failed():
+			s.Failed++
+			s.Errors[r.Error]++
+			if messages[r.Error] == nil {
+				messages[r.Error] = map[string]int{}
+			}
+			messages[r.Error][r.Message]++
+			continue
+		}
+
+		if w.Contains(r.Done) {
+			s.ReqPerSec++ // divided by the window below
+		}
+		if len(r.Chunks) == 0 {
+			continue // a success without output cannot happen (EmptyOutput), but never divide by it
+		}
+		first, last := r.Chunks[0].At, r.Chunks[len(r.Chunks)-1].At
+		ttft = append(ttft, first-r.Sent)
+		e2e = append(e2e, last-r.Sent)
+		qttft = append(qttft, first-r.Intended)
+		qe2e = append(qe2e, last-r.Intended)
+		if n >= 2 {
+			tpot = append(tpot, (last-first)/time.Duration(n-1))
+		}
+		known := true
+		for j := 1; j < len(r.Chunks); j++ {
+			k := r.Chunks[j].Tokens
+			if k <= 0 {
+				k, known = 1, false
+			}
+			gap := (r.Chunks[j].At - r.Chunks[j-1].At) / time.Duration(k)
+			for range k {
+				itl = append(itl, gap)
+			}
+		}
+		if !known && len(r.Chunks) > 1 {
+			s.ChunkITL++
+		}
+	}
+
+	s.TTFT, s.TPOT, s.ITL, s.E2E = NewDist(ttft), NewDist(tpot), NewDist(itl), NewDist(e2e)
+	s.QueuedTTFT, s.QueuedE2E = NewDist(qttft), NewDist(qe2e)
+
+	if s.Window > 0 {
+		sec := s.Window.Seconds()
+		s.OutputTokPerSec = s.OutputTokens / sec
+		s.TotalTokPerSec = (s.OutputTokens + s.PromptTokens) / sec
+		s.ReqPerSec /= sec
+	} else {
+		s.ReqPerSec = 0
+	}
+	if full := lastDone - firstSent; seenMeasured && full > 0 {
+		s.FullRunOutputTokPerSec = s.MeasuredOutputTokens / full.Seconds()
+	}
+	if s.Requests > 0 {
+		s.ErrorRate = float64(s.Failed) / float64(s.Requests)
+	}
+	for kind, m := range messages {
+		s.ErrorMessages[kind] = topMessages(m)
+	}
+	s.Warnings = warnings(&s)
+	return s
+}
+
+// outputTokens is a request's output token count: the server's usage, or the
+// chunk count when the server reported none.
+func outputTokens(r *record.Record) int {
+	if r.OutputTokens > 0 {
+		return r.OutputTokens
+	}
+	return len(r.Chunks)
+}
+
+// chunkTokens returns the output tokens credited to each chunk of r (see the
+// package doc): exact per-chunk counts when they are all known and add up to
+// the request's output tokens, else the output tokens spread evenly, else 1
+// per chunk.
+func chunkTokens(r *record.Record) []float64 {
+	w := make([]float64, len(r.Chunks))
+	if len(w) == 0 {
+		return w
+	}
+	sum, known := 0, true
+	for _, c := range r.Chunks {
+		if c.Tokens <= 0 {
+			known = false
+		}
+		sum += c.Tokens
+	}
+	switch {
+	case known && (r.OutputTokens == 0 || sum == r.OutputTokens):
+		for i, c := range r.Chunks {
+			w[i] = float64(c.Tokens)
+		}
+	case r.OutputTokens > 0:
+		each := float64(r.OutputTokens) / float64(len(w))
+		for i := range w {
+			w[i] = each
+		}
+	default:
+		for i := range w {
+			w[i] = 1
+		}
+	}
+	return w
+}
+
+// topMessages returns the most frequent distinct messages, ties broken by
+// message text so the result is deterministic.
+func topMessages(m map[string]int) []MessageCount {
+	out := make([]MessageCount, 0, len(m))
+	for msg, n := range m {
+		out = append(out, MessageCount{Message: msg, Count: n})
+	}
+	slices.SortFunc(out, func(a, b MessageCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Message, b.Message)
+	})
+	if len(out) > maxMessages {
+		out = out[:maxMessages]
+	}
+	return out
+}
+
+func warnings(s *Summary) []string {
+	var ws []string
+	if s.Window <= 0 {
+		ws = append(ws, "empty measured window: throughput is not defined (no measured request completed)")
+	}
+	if s.Requests == 0 {
+		ws = append(ws, "no measured requests")
+	} else if s.TTFT.N == 0 {
+		ws = append(ws, "no successful measured request produced output: latency is not defined")
+	}
+	if s.FallbackTokenCounts > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests had no usage from the server: output tokens are chunk counts and undercount multi-token chunks (enable stream_options.include_usage)", s.FallbackTokenCounts))
+	}
+	if s.ChunkITL > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests had chunks of unknown token count: their ITL values are per chunk, not per token (enable continuous usage stats)", s.ChunkITL))
+	}
+	if s.LengthMismatches > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests produced a different output length than requested: the engine did not honour the fixed length (ignore_eos/min_tokens)", s.LengthMismatches))
+	}
+	if s.MissingPromptTokens > 0 {
+		ws = append(ws, fmt.Sprintf("%d requests in the window had no prompt_tokens from the server: total throughput undercounts", s.MissingPromptTokens))
+	}
+	if s.Interrupted > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests were cancelled: the run was interrupted", s.Interrupted))
+	}
+	for _, d := range []struct {
+		name string
+		n    int
+	}{{"TTFT", s.TTFT.N}, {"TPOT", s.TPOT.N}, {"ITL", s.ITL.N}, {"E2E", s.E2E.N}} {
+		if w := sampleWarning(d.name, d.n); w != "" {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+// ErrorSummary is a one-paragraph human summary of the failures in s, naming
+// each kind with its count and its most frequent message, for b.Fatalf and
+// logs. It says so when nothing failed.
+func ErrorSummary(s Summary) string {
+	if s.Failed == 0 && s.Interrupted == 0 {
+		return fmt.Sprintf("no failures in %d measured requests", s.Requests)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d measured requests failed (%.1f%%)", s.Failed, s.Requests, 100*s.ErrorRate)
+	kinds := make([]record.ErrorKind, 0, len(s.Errors))
+	for k := range s.Errors {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b record.ErrorKind) int {
+		if c := cmp.Compare(s.Errors[b], s.Errors[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	for i, k := range kinds {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s ×%d", k, s.Errors[k])
+		if msgs := s.ErrorMessages[k]; len(msgs) > 0 && msgs[0].Message != "" {
+			fmt.Fprintf(&b, " (e.g. %q)", msgs[0].Message)
+		}
+	}
+	if s.Interrupted > 0 {
+		fmt.Fprintf(&b, "; %d cancelled by an interrupted run", s.Interrupted)
+	}
+	b.WriteString(".")
+	return b.String()
+}
