@@ -1,0 +1,357 @@
+// Package load generates closed-loop load: it keeps a fixed number of
+// requests in flight and hands out the measured ones one at a time, so a Go
+// benchmark's b.Loop decides how many are measured.
+//
+// A run has three phases per slot (one slot = one concurrent stream):
+//
+//  1. Warm-up: slot i (0-based) starts at i/C·Stagger after Start, so the batch
+//     reaches a desynchronised steady state instead of a thundering herd, and
+//     runs Warmup unmeasured requests back to back. Then it waits.
+//  2. Measured: each Dispatch hands the next measured request to the next free
+//     slot (first freed, first served), blocking until one is free.
+//  3. Cooldown: Finish refills every slot that frees up with a cooldown
+//     request until every measured request has ended, then cancels what is
+//     still in flight and waits for every goroutine. So every measured request
+//     ran its whole life with C requests in flight.
+//
+// The request itself is a function (DoFunc), so this package knows nothing of
+// HTTP or engines. Records carry Phase, Seq, Concurrency and Intended; the
+// DoFunc stamps Sent, Chunks, Done and the outcome.
+//
+// Seq numbers: warm-up request j of slot i is j·C+i; measured requests follow
+// as C·Warmup, C·Warmup+1, … in Dispatch order; cooldown requests continue
+// after the last measured one.
+//
+// Intended is the instant the load generator wanted to send: the later of
+// the moment the slot became free and the moment Dispatch (or Finish, for
+// cooldowns) asked for a request. Sent − Intended is therefore client-side
+// queueing, which a closed loop otherwise hides.
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/inferbench/inferbench/internal/record"
+)
+
+// DoFunc runs one request. It must stamp rec.Sent, rec.Chunks and rec.Done
+// (offsets from the run epoch), set rec.Error on failure — record.Canceled
+// when ctx ended it — and return promptly once ctx is done.
+type DoFunc func(ctx context.Context, rec *record.Record)
+
+// Config configures a closed-loop run. The zero value of every optional field
+// is a documented default.
+type Config struct {
+	// Concurrency is the number of requests kept in flight (C). Required, ≥ 1.
+	Concurrency int
+	// Warmup is the number of unmeasured requests each slot runs before the
+	// measured phase. 0 means none; then the window starts only once every
+	// slot has started (see Window), so use ≥ 1 for a steady state.
+	Warmup int
+	// Stagger spreads the slots' first requests: slot i starts at i/C·Stagger.
+	// A good value is one request's end-to-end latency (from a probe). 0 starts
+	// all slots at once.
+	Stagger time.Duration
+	// Epoch is the instant record offsets are measured from; the zero value
+	// means the moment Start is called. The client must use the same epoch.
+	Epoch time.Time
+	// Now reads the clock; nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// Sleep waits for d or until ctx is done, returning ctx.Err() in the
+	// latter case; nil means a real timer. Used only for the stagger.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Result is what a finished run produced.
+type Result struct {
+	// Records holds every request of every phase, in Seq order. Failed
+	// requests are included: they are counted, never dropped.
+	Records []record.Record
+	// Window is the measured window (see Window).
+	Window Window
+	// Dispatched is the number of measured requests handed out.
+	Dispatched int
+	// Err is non-nil when the run's context ended before every measured
+	// request finished: the records are kept, interrupted ones are Canceled.
+	Err error
+}
+
+// ErrFinished is returned by Dispatch after Finish.
+var ErrFinished = errors.New("load: Dispatch after Finish")
+
+// job is one request handed to a slot.
+type job struct {
+	seq      int
+	phase    record.Phase
+	intended time.Time
+}
+
+// Run is a closed-loop run in progress. Dispatch and Finish must be called
+// from a single goroutine (the benchmark's).
+type Run struct {
+	cfg   Config
+	do    DoFunc
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+	epoch time.Time
+
+	ctx    context.Context // the parent's: ends everything, measured included
+	tail   context.Context // for warm-up and cooldown requests; cancelled by Finish
+	cancel context.CancelFunc
+
+	free chan freeSlot // slots that are idle and waiting for a job
+	jobs []chan job    // one per slot, capacity 1
+	wg   sync.WaitGroup
+
+	mu          sync.Mutex
+	records     []record.Record
+	outstanding int       // measured requests dispatched and not yet ended
+	started     int       // slots that have started their first request
+	rampedUp    time.Time // when the last slot started its first request
+
+	nextSeq    int
+	dispatched int
+	finished   bool
+	result     Result
+}
+
+type freeSlot struct {
+	slot int
+	at   time.Time
+}
+
+// Start validates cfg, launches cfg.Concurrency slots and returns the run.
+// Every request's context derives from ctx: cancelling it ends the run
+// promptly. do must be safe for concurrent use.
+func Start(ctx context.Context, cfg Config, do DoFunc) (*Run, error) {
+	switch {
+	case cfg.Concurrency < 1:
+		return nil, fmt.Errorf("load: concurrency %d: must be at least 1", cfg.Concurrency)
+	case cfg.Warmup < 0:
+		return nil, fmt.Errorf("load: warmup %d: must not be negative", cfg.Warmup)
+	case cfg.Stagger < 0:
+		return nil, fmt.Errorf("load: stagger %v: must not be negative", cfg.Stagger)
+	case do == nil:
+		return nil, errors.New("load: nil request function")
+	}
+	r := &Run{cfg: cfg, do: do, now: cfg.Now, sleep: cfg.Sleep, ctx: ctx}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.sleep == nil {
+		r.sleep = sleepCtx
+	}
+	r.epoch = cfg.Epoch
+	if r.epoch.IsZero() {
+		r.epoch = r.now()
+	}
+	r.tail, r.cancel = context.WithCancel(ctx)
+	c := cfg.Concurrency
+	r.free = make(chan freeSlot, c)
+	r.jobs = make([]chan job, c)
+	r.nextSeq = c * cfg.Warmup
+	for i := range c {
+		r.jobs[i] = make(chan job, 1)
+	}
+	r.wg.Add(c)
+	for i := range c {
+		go r.slot(i)
+	}
+	return r, nil
+}
+
+// Epoch is the instant every record offset is measured from.
+func (r *Run) Epoch() time.Time { return r.epoch }
+
+// slot runs slot i: stagger, warm-ups, then jobs until its channel closes.
+func (r *Run) slot(i int) {
+	defer r.wg.Done()
+	c := r.cfg.Concurrency
+	if off := r.cfg.Stagger * time.Duration(i) / time.Duration(c); off > 0 {
+		if r.sleep(r.tail, off) != nil {
+			r.idle(i) // never started; the run is ending
+			return
+		}
+	}
+	at := r.now()
+	r.mu.Lock()
+	r.started++
+	if r.started == c {
+		r.rampedUp = at
+	}
+	r.mu.Unlock()
+	for j := 0; j < r.cfg.Warmup && r.tail.Err() == nil; j++ {
+		at = r.exec(job{seq: j*c + i, phase: record.Warmup, intended: at})
+	}
+	for {
+		r.free <- freeSlot{slot: i, at: at}
+		jb, ok := <-r.jobs[i]
+		if !ok {
+			return
+		}
+		at = r.exec(jb)
+	}
+}
+
+// idle parks slot i until Finish closes its job channel, handing back any
+// job it is given unrun (possible only while the run is being cancelled).
+func (r *Run) idle(i int) {
+	for range r.jobs[i] {
+	}
+}
+
+// exec runs one request and files its record; it returns when the slot became
+// free again.
+func (r *Run) exec(jb job) time.Time {
+	ctx := r.tail
+	if jb.phase == record.Measured {
+		ctx = r.ctx
+	}
+	rec := record.Record{
+		Concurrency: r.cfg.Concurrency,
+		Seq:         jb.seq,
+		Phase:       jb.phase,
+		Intended:    jb.intended.Sub(r.epoch),
+	}
+	r.do(ctx, &rec)
+	end := r.now()
+	if ctx.Err() != nil && rec.Error == record.OK && rec.FinishReason == "" {
+		// The request function returned on cancellation without saying so.
+		rec.Error = record.Canceled
+	}
+	if rec.Done == 0 {
+		rec.Done = end.Sub(r.epoch)
+	}
+	r.mu.Lock()
+	r.records = append(r.records, rec)
+	if jb.phase == record.Measured {
+		r.outstanding--
+	}
+	r.mu.Unlock()
+	return end
+}
+
+// Dispatch starts the next measured request on the next free slot, blocking
+// until one is free. It returns an error, and starts nothing, when the run's
+// context is done or Finish was called.
+func (r *Run) Dispatch() error {
+	if r.finished {
+		return ErrFinished
+	}
+	if err := r.ctx.Err(); err != nil {
+		return fmt.Errorf("load: dispatch: %w", err)
+	}
+	called := r.now()
+	select {
+	case fs := <-r.free:
+		r.mu.Lock()
+		r.outstanding++
+		r.mu.Unlock()
+		r.jobs[fs.slot] <- job{seq: r.nextSeq, phase: record.Measured, intended: later(fs.at, called)}
+		r.nextSeq++
+		r.dispatched++
+		return nil
+	case <-r.ctx.Done():
+		return fmt.Errorf("load: dispatch: %w", r.ctx.Err())
+	}
+}
+
+// Finish holds the concurrency with cooldown requests until every measured
+// request has ended, then cancels the rest, waits for every goroutine and
+// returns the result. Calling it again returns the same result.
+func (r *Run) Finish() Result {
+	if r.finished {
+		return r.result
+	}
+	r.finished = true
+	called := r.now()
+	for r.pending() > 0 {
+		select {
+		case fs := <-r.free:
+			if r.pending() == 0 {
+				r.free <- fs // keep it parked; it is released below
+				break
+			}
+			r.jobs[fs.slot] <- job{seq: r.nextSeq, phase: record.Cooldown, intended: later(fs.at, called)}
+			r.nextSeq++
+		case <-r.ctx.Done():
+		}
+		if r.ctx.Err() != nil {
+			break
+		}
+	}
+	r.cancel()
+	for _, ch := range r.jobs {
+		close(ch)
+	}
+	r.wg.Wait()
+
+	res := Result{Dispatched: r.dispatched, Err: r.ctx.Err()}
+	if res.Err != nil {
+		res.Err = fmt.Errorf("load: run interrupted: %w", res.Err)
+	}
+	res.Records = r.records
+	slices.SortFunc(res.Records, func(a, b record.Record) int { return a.Seq - b.Seq })
+	res.Window = r.window(res.Records)
+	r.result = res
+	return res
+}
+
+// pending is the number of measured requests still in flight.
+func (r *Run) pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.outstanding
+}
+
+// window computes the measured window: first measured Sent (or, if later, the
+// instant the last slot started its first request) → last measured Done.
+func (r *Run) window(recs []record.Record) Window {
+	var w Window
+	seen := false
+	for _, rec := range recs {
+		if rec.Phase != record.Measured {
+			continue
+		}
+		if !seen || rec.Sent < w.Start {
+			w.Start = rec.Sent
+		}
+		if !seen || rec.Done > w.End {
+			w.End = rec.Done
+		}
+		seen = true
+	}
+	if !seen {
+		return Window{}
+	}
+	if !r.rampedUp.IsZero() {
+		w.Start = max(w.Start, r.rampedUp.Sub(r.epoch))
+	}
+	if w.End < w.Start {
+		w.End = w.Start
+	}
+	return w
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
