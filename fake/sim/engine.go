@@ -1,0 +1,403 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrQueueFull is returned by Submit when MaxWaiting requests are
+	// already expected to wait (the server answers HTTP 429).
+	ErrQueueFull = errors.New("sim: waiting queue full")
+	// ErrClosed is returned once the engine is closed.
+	ErrClosed = errors.New("sim: engine closed")
+	// ErrCanceled is returned by Next after Seq.Cancel.
+	ErrCanceled = errors.New("sim: sequence canceled")
+	// ErrTooLong is returned when a request's prompt plus output could never
+	// fit in the KV cache (the server answers HTTP 400).
+	ErrTooLong = errors.New("sim: request longer than the KV cache")
+)
+
+// clock is the driver's time source, injectable for tests. now is an offset
+// from the engine's epoch; sleepUntil returns at (or after) t, or early when
+// done is closed.
+type clock interface {
+	now() time.Duration
+	sleepUntil(t time.Duration, done <-chan struct{})
+}
+
+// realClock reads the monotonic clock relative to an epoch.
+type realClock struct {
+	epoch time.Time
+	timer *time.Timer
+}
+
+func (c *realClock) now() time.Duration { return time.Since(c.epoch) }
+
+func (c *realClock) sleepUntil(t time.Duration, done <-chan struct{}) {
+	d := t - c.now()
+	if d <= 0 {
+		return
+	}
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	select {
+	case <-c.timer.C:
+	case <-done:
+		c.timer.Stop()
+	}
+}
+
+// OverrunStats measures how late the engine loop starts its steps compared
+// with their absolute deadlines (the previous step's start + duration).
+// Lateness is measured after the previous step's tokens were delivered and
+// the next step was planned, so it includes sleep overshoot, delivery and
+// scheduling work. Steps that follow an idle period are not counted.
+type OverrunStats struct {
+	Steps        uint64        // steps measured
+	MeanLateness time.Duration // mean lateness of a step start
+	MaxLateness  time.Duration // largest lateness seen
+	MeanStep     time.Duration // mean planned step duration over the same steps
+	// MeanFraction is MeanLateness / MeanStep: 0.02 means steps start on
+	// average 2 % of a step late.
+	MeanFraction float64
+}
+
+// Engine runs a Scheduler in real time on one goroutine. Steps follow
+// absolute deadlines, so sleep overshoot never accumulates: a late step is
+// followed by steps that catch up.
+type Engine struct {
+	cfg      Config
+	clk      clock
+	overhead time.Duration
+
+	mu      sync.Mutex
+	adds    []*Seq   // past their overhead, not yet given to the scheduler
+	cancels []uint64 // canceled, not yet given to the scheduler
+	timers  map[uint64]*time.Timer
+	waiting int // scheduler's waiting queue, published by the loop after every step
+	running int // scheduler's running sequences, published likewise
+	stats   Stats
+	overrun OverrunStats
+	lateSum time.Duration
+	stepSum time.Duration
+	closed  bool
+
+	wake   chan struct{} // 1-buffered: new adds or cancels
+	done   chan struct{} // closed by Close
+	exited chan struct{} // closed when the loop returns
+	nextID atomic.Uint64
+	rng    *rand.Rand // overhead jitter; guarded by mu
+}
+
+// NewEngine validates cfg and starts the engine loop. An idle engine blocks
+// on a channel and uses no CPU. Call Close to stop it.
+func NewEngine(cfg Config) (*Engine, error) {
+	return newEngine(cfg, nil)
+}
+
+func newEngine(cfg Config, clk clock) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Firehose() {
+		return nil, errors.New("sim: the firehose configuration (prefill-ms = per-token-ms = 0) has no engine: write every token at once instead")
+	}
+	if clk == nil {
+		clk = &realClock{epoch: time.Now()}
+	}
+	e := &Engine{
+		cfg:      cfg,
+		clk:      clk,
+		overhead: cfg.EffectiveOverhead(),
+		timers:   make(map[uint64]*time.Timer),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		rng:      rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5851f42d4c957f2d)),
+	}
+	sch := NewScheduler(cfg)
+	e.stats = sch.Stats()
+	go e.loop(sch)
+	return e, nil
+}
+
+// Close stops the engine; every blocked Next returns ErrClosed. It is
+// idempotent and waits for the loop to exit.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		for id, t := range e.timers {
+			t.Stop()
+			delete(e.timers, id)
+		}
+		close(e.done)
+	}
+	e.mu.Unlock()
+	<-e.exited
+}
+
+// Seq is one request's view of its generation. Its methods are safe for
+// concurrent use with the engine; Next is meant for one reader.
+type Seq struct {
+	e  *Engine
+	id uint64
+	// state packs the generated count (low bits) and finished/canceled flags,
+	// so a reader sees both in one atomic load.
+	state    atomic.Uint64
+	notify   chan struct{} // 1-buffered
+	seen     int           // tokens already returned by Next
+	prompt   int
+	max      int
+	canceled atomic.Bool
+}
+
+const (
+	finishedBit = uint64(1) << 62
+	countMask   = finishedBit - 1
+)
+
+// Submit hands a request to the engine. After the configured Overhead
+// (which runs on a timer and blocks neither the loop nor other requests) it
+// joins the waiting queue. promptTokens 0 counts as 1; maxTokens ≤ 0 means
+// DefaultTokens. It returns ErrQueueFull when more than MaxWaiting requests
+// are expected to wait for a running slot, ErrTooLong when the request can
+// never fit the KV cache, and ErrClosed after Close.
+func (e *Engine) Submit(promptTokens, maxTokens int) (*Seq, error) {
+	if promptTokens < 0 {
+		return nil, fmt.Errorf("sim: prompt tokens %d < 0", promptTokens)
+	}
+	if promptTokens == 0 {
+		promptTokens = 1
+	}
+	if maxTokens <= 0 {
+		maxTokens = e.cfg.DefaultTokens
+	}
+	bs := e.cfg.BlockSize
+	if blocksFor(promptTokens+maxTokens, bs) > e.cfg.KVCapacityTokens/bs {
+		return nil, fmt.Errorf("sim: %d prompt + %d output tokens exceed the KV cache of %d tokens: %w",
+			promptTokens, maxTokens, e.cfg.KVCapacityTokens/bs*bs, ErrTooLong)
+	}
+	s := &Seq{e: e, id: e.nextID.Add(1), notify: make(chan struct{}, 1), prompt: promptTokens, max: maxTokens}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if m := e.cfg.MaxWaiting; m > 0 {
+		// Requests in flight beyond the free running slots will wait.
+		inflight := len(e.timers) + len(e.adds) + e.waiting
+		if inflight-(e.cfg.MaxNumSeqs-e.running) >= m {
+			return nil, ErrQueueFull
+		}
+	}
+	d := e.overhead
+	if e.cfg.Jitter > 0 && d > 0 {
+		sg := e.cfg.Jitter
+		d = time.Duration(float64(d) * math.Exp(sg*e.rng.NormFloat64()-sg*sg/2))
+	}
+	if d <= 0 {
+		e.enqueueLocked(s)
+		return s, nil
+	}
+	e.timers[s.id] = time.AfterFunc(d, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if _, ok := e.timers[s.id]; !ok {
+			return // canceled or closed meanwhile
+		}
+		delete(e.timers, s.id)
+		e.enqueueLocked(s)
+	})
+	return s, nil
+}
+
+// enqueueLocked passes s to the loop; e.mu must be held.
+func (e *Engine) enqueueLocked(s *Seq) {
+	e.adds = append(e.adds, s)
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ID is the sequence's id, unique within its engine.
+func (s *Seq) ID() uint64 { return s.id }
+
+// Generated is the number of tokens generated so far (including tokens Next
+// has not returned yet).
+func (s *Seq) Generated() int { return int(s.state.Load() & countMask) }
+
+// Next blocks until at least one token was generated since the previous
+// call and returns how many (a slow reader gets them all at once, none are
+// lost), with finished true once the last token is included. After the
+// last token it returns (0, true, nil). It returns ctx's error, ErrCanceled
+// after Cancel, or ErrClosed when the engine closes first.
+func (s *Seq) Next(ctx context.Context) (n int, finished bool, err error) {
+	for {
+		st := s.state.Load()
+		g := int(st & countMask)
+		fin := st&finishedBit != 0
+		if g > s.seen || fin {
+			n, s.seen = g-s.seen, g
+			return n, fin, nil
+		}
+		if s.canceled.Load() {
+			return 0, false, ErrCanceled
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-s.e.done:
+			// Deliver what was generated before the close first.
+			if st := s.state.Load(); int(st&countMask) > s.seen || st&finishedBit != 0 {
+				continue
+			}
+			return 0, false, ErrClosed
+		}
+	}
+}
+
+// Cancel stops the sequence; its slot and KV are freed at the next step. It
+// is idempotent, and a no-op after the sequence finished.
+func (s *Seq) Cancel() {
+	if s.canceled.Swap(true) {
+		return
+	}
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t, ok := e.timers[s.id]; ok { // still in its overhead: never reaches the loop
+		t.Stop()
+		delete(e.timers, s.id)
+	} else if !e.closed {
+		e.cancels = append(e.cancels, s.id)
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the scheduler's counters as of the last step. It is safe
+// for concurrent use.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// Overrun returns the step-lateness statistics so far.
+func (e *Engine) Overrun() OverrunStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o := e.overrun
+	if o.Steps > 0 {
+		o.MeanLateness = e.lateSum / time.Duration(o.Steps)
+		o.MeanStep = e.stepSum / time.Duration(o.Steps)
+		if o.MeanStep > 0 {
+			o.MeanFraction = float64(e.lateSum) / float64(e.stepSum)
+		}
+	}
+	return o
+}
+
+// loop owns the scheduler. It blocks on wake while idle; otherwise it plans
+// a step at its absolute start time, sleeps to its end, and delivers tokens.
+func (e *Engine) loop(sch *Scheduler) {
+	defer close(e.exited)
+	live := make(map[uint64]*Seq)
+	var adds []*Seq
+	var cancels []uint64
+	var next time.Duration // absolute start of the next step
+	scheduled := false     // whether next is a deadline (the engine was busy)
+	for {
+		e.mu.Lock()
+		adds, e.adds = e.adds, adds[:0]
+		cancels, e.cancels = e.cancels, cancels[:0]
+		e.mu.Unlock()
+		now := e.clk.now()
+		for _, s := range adds {
+			if s.canceled.Load() {
+				continue
+			}
+			// Submit checked the length, so Add cannot fail here.
+			if err := sch.Add(s.id, s.prompt, s.max, now); err != nil {
+				s.state.Add(finishedBit)
+				continue
+			}
+			live[s.id] = s
+		}
+		for _, id := range cancels {
+			sch.Cancel(id)
+			delete(live, id)
+		}
+		if sch.Idle() {
+			scheduled = false
+			select {
+			case <-e.wake:
+				continue
+			case <-e.done:
+				return
+			}
+		}
+		start := next
+		if !scheduled || start > now {
+			start = now
+		}
+		r := sch.Step(start)
+		st := sch.Stats()
+		e.mu.Lock()
+		if scheduled {
+			late := e.clk.now() - start
+			e.overrun.Steps++
+			e.lateSum += late
+			e.stepSum += r.Duration
+			if late > e.overrun.MaxLateness {
+				e.overrun.MaxLateness = late
+			}
+		}
+		e.stats, e.waiting, e.running = st, st.Waiting, st.Running
+		e.mu.Unlock()
+
+		next = start + r.Duration
+		scheduled = true
+		e.clk.sleepUntil(next, e.done)
+		select {
+		case <-e.done:
+			return
+		default:
+		}
+		for _, t := range r.Tokens {
+			s := live[t.ID]
+			if s == nil {
+				continue
+			}
+			v := uint64(t.N)
+			if t.Last {
+				v |= finishedBit
+				delete(live, t.ID)
+			}
+			s.state.Add(v)
+			select {
+			case s.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,366 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Emit is one sequence's output in one step.
+type Emit struct {
+	ID uint64
+	// N is the number of new tokens (1 per step in this model).
+	N int
+	// First is true for the request's first output token (the TTFT event).
+	First bool
+	// Last is true when the request emitted its final token (it is also
+	// listed in StepResult.Finished).
+	Last bool
+}
+
+// StepResult describes one engine iteration planned by Scheduler.Step. The
+// events (Tokens, Finished) happen at Start+Duration; Preempted happened
+// while planning.
+type StepResult struct {
+	Start    time.Duration // when the step began (the now passed to Step)
+	Duration time.Duration // step time from the step model (with jitter)
+	Tokens   []Emit        // one entry per sequence that emits at the end of the step
+	Finished []uint64      // sequences that emitted their last token in this step
+	// Preempted are sequences whose KV was freed to make room; they wait at
+	// the head of the queue and recompute prompt+generated tokens.
+	Preempted []uint64
+
+	BatchTokens   int // T: decodes + prefill tokens in the step
+	Decodes       int // sequences that decoded one token
+	Prefills      int // sequences that ran a prefill chunk
+	PrefillTokens int // Σ prefill chunk tokens
+	KVTokens      int // Σ context tokens held by the sequences in the step
+}
+
+// Stats is a snapshot of the scheduler's state and counters.
+type Stats struct {
+	Running          int // sequences admitted (holding KV or prefilling)
+	Waiting          int // sequences queued for a running slot
+	KVUsedTokens     int // tokens of KV allocated (whole blocks × BlockSize)
+	KVCapacityTokens int // usable KV tokens (whole blocks × BlockSize)
+	// PromptTokensTotal counts prompt tokens of every request added.
+	PromptTokensTotal uint64
+	// GenerationTokensTotal counts output tokens emitted.
+	GenerationTokensTotal uint64
+	Preemptions           uint64 // sequences preempted (each time)
+	Steps                 uint64 // iterations run
+	Finished              uint64 // requests that emitted all their tokens
+	Canceled              uint64 // requests removed by Cancel before finishing
+}
+
+// seq is one request inside the scheduler.
+type seq struct {
+	id        uint64
+	prompt    int
+	maxTokens int
+	computed  int // tokens whose KV is held (prompt + generated processed)
+	generated int // output tokens emitted
+	blocks    int // KV blocks held
+	canceled  bool
+	running   bool
+	q         int // tokens scheduled in the step being planned (0: not in it)
+	order     uint64
+}
+
+// need is how many tokens the sequence must process before it can emit: the
+// whole prompt (plus generated tokens after a preemption) while prefilling,
+// 1 while decoding.
+func (s *seq) need() int { return s.prompt + s.generated - s.computed }
+
+// decoding reports whether the next step is a plain decode.
+func (s *seq) decoding() bool { return s.generated > 0 && s.need() == 1 }
+
+// Scheduler is the deterministic continuous-batching core: a state machine
+// in virtual time. It starts no goroutines, never sleeps and never reads the
+// clock; the caller passes time in. It is not safe for concurrent use.
+type Scheduler struct {
+	cfg        Config
+	blocksCap  int
+	blocksFree int
+	seqs       map[uint64]*seq
+	running    []*seq // admission order, oldest first
+	waiting    []*seq // FCFS; preempted sequences are put at the head
+	order      uint64
+	rng        *rand.Rand
+	stats      Stats
+	batch      []*seq
+	refund     int // budget returned by preempting already scheduled sequences
+	cancels    int // Cancel calls not yet reaped
+}
+
+// NewScheduler returns an idle scheduler for cfg. cfg should have passed
+// Validate; a zero BlockSize or token budget is replaced by 1 so the
+// scheduler never divides by zero.
+func NewScheduler(cfg Config) *Scheduler {
+	if cfg.BlockSize < 1 {
+		cfg.BlockSize = 1
+	}
+	if cfg.MaxNumSeqs < 1 {
+		cfg.MaxNumSeqs = 1
+	}
+	if cfg.MaxBatchedTokens < cfg.MaxNumSeqs {
+		cfg.MaxBatchedTokens = cfg.MaxNumSeqs
+	}
+	blocks := cfg.KVCapacityTokens / cfg.BlockSize
+	s := &Scheduler{
+		cfg:        cfg,
+		blocksCap:  blocks,
+		blocksFree: blocks,
+		seqs:       make(map[uint64]*seq),
+		rng:        rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)),
+	}
+	s.stats.KVCapacityTokens = blocks * cfg.BlockSize
+	return s
+}
+
+// Add queues a request that reached the engine at time at (after its
+// Overhead). promptTokens 0 counts as 1; maxTokens ≤ 0 means
+// cfg.DefaultTokens. It fails, leaving the scheduler unchanged, for a
+// duplicate id, a negative prompt, or a request whose prompt + output could
+// never fit in the KV cache.
+func (s *Scheduler) Add(id uint64, promptTokens, maxTokens int, at time.Duration) error {
+	_ = at // arrival order is the call order; at is kept for symmetry with Step
+	if promptTokens < 0 {
+		return fmt.Errorf("sim: request %d: prompt tokens %d < 0", id, promptTokens)
+	}
+	if promptTokens == 0 {
+		promptTokens = 1
+	}
+	if maxTokens <= 0 {
+		maxTokens = s.cfg.DefaultTokens
+	}
+	if maxTokens <= 0 {
+		maxTokens = 1
+	}
+	if _, dup := s.seqs[id]; dup {
+		return fmt.Errorf("sim: request %d: id already in use", id)
+	}
+	if need := blocksFor(promptTokens+maxTokens, s.cfg.BlockSize); need > s.blocksCap {
+		return fmt.Errorf("sim: request needs %d prompt + %d output tokens of KV but the cache holds %d tokens: %w",
+			promptTokens, maxTokens, s.stats.KVCapacityTokens, ErrTooLong)
+	}
+	q := &seq{id: id, prompt: promptTokens, maxTokens: maxTokens}
+	s.seqs[id] = q
+	s.waiting = append(s.waiting, q)
+	s.stats.PromptTokensTotal += uint64(promptTokens)
+	return nil
+}
+
+// Cancel removes a request; its slot and KV are freed at the next Step.
+// Unknown or finished ids are ignored.
+func (s *Scheduler) Cancel(id uint64) {
+	if q, ok := s.seqs[id]; ok && !q.canceled {
+		q.canceled = true
+		s.cancels++
+	}
+}
+
+// Idle reports whether there is nothing to run.
+func (s *Scheduler) Idle() bool { return len(s.running) == 0 && len(s.waiting) == 0 }
+
+// Stats returns a snapshot of the state and counters.
+func (s *Scheduler) Stats() Stats {
+	st := s.stats
+	st.Running, st.Waiting = len(s.running), len(s.waiting)
+	st.KVUsedTokens = (s.blocksCap - s.blocksFree) * s.cfg.BlockSize
+	return st
+}
+
+func blocksFor(tokens, bs int) int { return (tokens + bs - 1) / bs }
+
+// Step plans one iteration starting at now and applies it. Decodes take one
+// token each, then ongoing prefills and then waiting requests (FCFS, while
+// fewer than MaxNumSeqs run and their KV blocks are free) take
+// min(remaining, budget) tokens of the MaxBatchedTokens budget. A sequence
+// that needs a KV block when none is free preempts the newest running
+// sequence. The step lasts a + b·max(0, T−knee) + c·KV + PrefillAttn·Σq(p+q/2)
+// (times the jitter factor); its tokens are emitted at now+Duration. An idle
+// scheduler returns a zero StepResult with Start = now.
+func (s *Scheduler) Step(now time.Duration) StepResult {
+	r := StepResult{Start: now}
+	s.reap()
+	if s.Idle() {
+		return r
+	}
+	budget := s.cfg.MaxBatchedTokens
+	s.batch = s.batch[:0]
+	// Pass 1 decodes, pass 2 ongoing prefills, both oldest first.
+	for pass := 0; pass < 2; pass++ {
+		for i := 0; i < len(s.running); i++ {
+			q := s.running[i]
+			if q.q > 0 || q.decoding() != (pass == 0) || budget == 0 {
+				continue
+			}
+			n := min(q.need(), budget)
+			ok := s.reserve(q, n, &r)
+			budget += s.refund // budget of preempted sequences already in the batch
+			s.refund = 0
+			if !ok {
+				break // q was the newest: nothing newer is left to schedule
+			}
+			// reserve only removes sequences newer than q, so i still points at q.
+			q.q = n
+			budget -= n
+			s.batch = append(s.batch, q)
+		}
+	}
+	// Pass 3: admit waiting requests FCFS, not in a step that preempted.
+	for len(r.Preempted) == 0 && budget > 0 && len(s.waiting) > 0 && len(s.running) < s.cfg.MaxNumSeqs {
+		q := s.waiting[0]
+		n := min(q.need(), budget)
+		nb := blocksFor(n, s.cfg.BlockSize)
+		if nb > s.blocksFree {
+			break
+		}
+		s.waiting[0] = nil
+		s.waiting = s.waiting[1:]
+		s.blocksFree -= nb
+		q.blocks = nb
+		q.running = true
+		s.order++
+		q.order = s.order
+		s.running = append(s.running, q)
+		q.q = n
+		budget -= n
+		s.batch = append(s.batch, q)
+	}
+
+	var attn, kv float64
+	for _, q := range s.batch {
+		if q.q == 0 {
+			continue // unscheduled by a later preemption
+		}
+		r.BatchTokens += q.q
+		if q.decoding() {
+			r.Decodes++
+		} else {
+			r.Prefills++
+			r.PrefillTokens += q.q
+			attn += float64(q.q) * (float64(q.computed) + float64(q.q)/2)
+		}
+		r.KVTokens += q.computed + q.q
+	}
+	kv = float64(r.KVTokens)
+	d := s.cfg.stepMs(float64(r.BatchTokens), kv, attn)
+	if s.cfg.Jitter > 0 {
+		d *= s.jitter()
+	}
+	r.Duration = fromMs(d)
+	if r.Duration <= 0 {
+		r.Duration = 1 // time must advance
+	}
+
+	// Apply the step: its tokens appear at Start+Duration.
+	for _, q := range s.batch {
+		if q.q == 0 {
+			continue
+		}
+		q.computed += q.q
+		q.q = 0
+		if q.computed == q.prompt+q.generated {
+			q.generated++
+			s.stats.GenerationTokensTotal++
+			last := q.generated >= q.maxTokens
+			r.Tokens = append(r.Tokens, Emit{ID: q.id, N: 1, First: q.generated == 1, Last: last})
+			if last {
+				r.Finished = append(r.Finished, q.id)
+				s.finish(q)
+				s.stats.Finished++
+			}
+		}
+	}
+	if len(r.Finished) > 0 {
+		s.compactRunning()
+	}
+	s.stats.Steps++
+	return r
+}
+
+// jitter is a lognormal factor with mean 1 and shape σ = cfg.Jitter.
+func (s *Scheduler) jitter() float64 {
+	sg := s.cfg.Jitter
+	return math.Exp(sg*s.rng.NormFloat64() - sg*sg/2)
+}
+
+// reserve allocates the blocks q needs to compute n more tokens, preempting
+// the newest running sequences while none are free. It returns false when q
+// itself had to be preempted.
+func (s *Scheduler) reserve(q *seq, n int, r *StepResult) bool {
+	need := blocksFor(q.computed+n, s.cfg.BlockSize) - q.blocks
+	for need > s.blocksFree {
+		victim := s.running[len(s.running)-1]
+		s.preempt(victim, r)
+		if victim == q {
+			return false
+		}
+	}
+	s.blocksFree -= need
+	q.blocks += need
+	return true
+}
+
+// preempt frees the newest running sequence's KV and puts it at the head of
+// the waiting queue; on readmission it recomputes prompt + generated tokens.
+func (s *Scheduler) preempt(v *seq, r *StepResult) {
+	s.running = s.running[:len(s.running)-1]
+	s.blocksFree += v.blocks
+	s.refund += v.q
+	v.blocks, v.computed, v.q, v.running = 0, 0, 0, false
+	s.waiting = append([]*seq{v}, s.waiting...)
+	s.stats.Preemptions++
+	r.Preempted = append(r.Preempted, v.id)
+}
+
+// finish frees a sequence that is done or canceled.
+func (s *Scheduler) finish(q *seq) {
+	s.blocksFree += q.blocks
+	q.blocks = 0
+	q.running = false
+	delete(s.seqs, q.id)
+}
+
+// reap drops canceled sequences from both queues, freeing their slots and KV.
+func (s *Scheduler) reap() {
+	if s.cancels == 0 {
+		return
+	}
+	s.cancels = 0
+	{
+		for _, q := range s.running {
+			if q.canceled {
+				s.finish(q)
+				s.stats.Canceled++
+			}
+		}
+		s.compactRunning()
+	}
+	w := s.waiting[:0]
+	for _, q := range s.waiting {
+		if q.canceled {
+			delete(s.seqs, q.id)
+			s.stats.Canceled++
+			continue
+		}
+		w = append(w, q)
+	}
+	clear(s.waiting[len(w):])
+	s.waiting = w
+}
+
+// compactRunning removes sequences that are no longer running, keeping order.
+func (s *Scheduler) compactRunning() {
+	rs := s.running[:0]
+	for _, q := range s.running {
+		if q.running {
+			rs = append(rs, q)
+		}
+	}
+	clear(s.running[len(rs):])
+	s.running = rs
+}
