@@ -1,0 +1,556 @@
+package engines
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/inferbench/inferbench/internal/record"
+)
+
+// Message is one chat message.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Request is one chat request, independent of the engine profile.
+type Request struct {
+	Messages []Message
+	// MaxTokens is the fixed output length: the profile turns it into
+	// max_tokens + min_tokens (+ ignore_eos for vLLM). 0 leaves the length
+	// to the server and nothing is checked.
+	MaxTokens int
+}
+
+// Options configures a Client. The zero value works: no request deadline,
+// the epoch is the client's creation time, and the clock is time.Now.
+type Options struct {
+	// Concurrency is the largest number of requests the caller will have in
+	// flight. The transport keeps Concurrency+extraConns connections per host
+	// (both open and idle), so requests never queue inside the transport
+	// unseen. 0 means 1.
+	Concurrency int
+	// RequestTimeout bounds one whole request (headers and stream); 0 = none.
+	RequestTimeout time.Duration
+	// Epoch is the instant record offsets are measured from (monotonic clock).
+	// The zero time means the client's creation time.
+	Epoch time.Time
+	// Now is the clock; nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// Transport replaces the HTTP transport (for tests); when set,
+	// Concurrency and InsecureSkipVerify do not configure it.
+	Transport http.RoundTripper
+}
+
+// extraConns is the connection headroom above Concurrency (for probes and
+// connections being torn down).
+const extraConns = 4
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Client sends streaming chat requests to one engine. Do is safe for
+// concurrent use; SetModel is not (call it before the first Do).
+type Client struct {
+	engine  Engine
+	hc      *http.Client
+	tr      *http.Transport // nil when Options.Transport was given
+	opt     Options
+	now     func() time.Time
+	secrets []string
+}
+
+// NewClient checks the engine and builds its client.
+func NewClient(e Engine, o Options) (*Client, error) {
+	if e.Name == "" {
+		return nil, errors.New("engine has no name")
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("engine %s: URL %q is not an http(s) URL with a host", e.Name, RedactURL(e.URL))
+	}
+	switch e.Profile {
+	case VLLM, Friendli, OpenAI:
+	case "":
+		e.Profile = OpenAI
+	default:
+		return nil, fmt.Errorf("engine %s: unknown profile %q (want %s, %s or %s)", e.Name, e.Profile, VLLM, Friendli, OpenAI)
+	}
+	if o.Concurrency < 0 {
+		return nil, fmt.Errorf("engine %s: concurrency %d is negative", e.Name, o.Concurrency)
+	}
+	if o.RequestTimeout < 0 {
+		return nil, fmt.Errorf("engine %s: request timeout %v is negative", e.Name, o.RequestTimeout)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 1
+	}
+	c := &Client{engine: e, opt: o, now: o.Now}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.opt.Epoch.IsZero() {
+		c.opt.Epoch = c.now()
+	}
+	c.secrets = []string{e.APIKey, e.Team}
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			c.secrets = append(c.secrets, p)
+		}
+		c.secrets = append(c.secrets, u.User.Username())
+	}
+	rt := o.Transport
+	if rt == nil {
+		c.tr = newTransport(o.Concurrency, e.InsecureSkipVerify)
+		rt = c.tr
+	}
+	c.hc = &http.Client{
+		Transport: rt,
+		// A redirect would resend the body and the credentials elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// newTransport builds an HTTP/1.1 transport with one connection per
+// in-flight stream: no hidden queueing, no compression (gzip would buffer
+// the stream), and bounded dial and TLS handshake times.
+func newTransport(concurrency int, insecure bool) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	conns := concurrency + extraConns
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		MaxConnsPerHost:       conns,
+		MaxIdleConnsPerHost:   conns,
+		MaxIdleConns:          conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+		ReadBufferSize:        32 << 10,
+		WriteBufferSize:       16 << 10,
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecure}, //nolint:gosec // off by default; the caller warns
+		ExpectContinueTimeout: 0,
+	}
+}
+
+// Engine returns the engine the client talks to.
+func (c *Client) Engine() Engine { return c.engine }
+
+// SetModel sets the model field of later requests (after DiscoverModel). It
+// must not be called concurrently with Do.
+func (c *Client) SetModel(model string) { c.engine.Model = model }
+
+// String identifies the client by its engine, redacted.
+func (c *Client) String() string { return "engines.Client(" + c.engine.String() + ")" }
+
+// Format keeps every fmt verb on the redacted form: the Client holds the
+// API key, and %+v of a struct pointer would otherwise print it.
+func (c *Client) Format(f fmt.State, verb rune) { fmt.Fprint(f, c.String()) }
+
+// Close closes idle connections.
+func (c *Client) Close() {
+	if c.tr != nil {
+		c.tr.CloseIdleConnections()
+	} else {
+		c.hc.CloseIdleConnections()
+	}
+}
+
+// since is the offset of now from the epoch (monotonic when both carry it).
+func (c *Client) since() time.Duration { return c.now().Sub(c.opt.Epoch) }
+
+func (c *Client) redact(s string) string {
+	return Redact(s, c.secrets...)
+}
+
+// body builds the JSON request body for the engine's profile.
+func (c *Client) body(req Request) ([]byte, error) {
+	type streamOptions struct {
+		IncludeUsage         bool `json:"include_usage"`
+		ContinuousUsageStats bool `json:"continuous_usage_stats,omitempty"`
+	}
+	type chatBody struct {
+		Model         string        `json:"model,omitempty"`
+		Messages      []Message     `json:"messages"`
+		Stream        bool          `json:"stream"`
+		MaxTokens     int           `json:"max_tokens,omitempty"`
+		MinTokens     int           `json:"min_tokens,omitempty"`
+		IgnoreEOS     bool          `json:"ignore_eos,omitempty"`
+		Temperature   float64       `json:"temperature"`
+		StreamOptions streamOptions `json:"stream_options"`
+	}
+	if len(req.Messages) == 0 {
+		return nil, errors.New("request has no messages")
+	}
+	if req.MaxTokens < 0 {
+		return nil, fmt.Errorf("request MaxTokens %d is negative", req.MaxTokens)
+	}
+	b := chatBody{
+		Model:         c.engine.Model,
+		Messages:      req.Messages,
+		Stream:        true,
+		MaxTokens:     req.MaxTokens,
+		StreamOptions: streamOptions{IncludeUsage: true},
+	}
+	switch c.engine.Profile {
+	case VLLM:
+		b.MinTokens = req.MaxTokens
+		b.IgnoreEOS = req.MaxTokens > 0
+		b.StreamOptions.ContinuousUsageStats = true
+	case Friendli:
+		b.MinTokens = req.MaxTokens
+	}
+	return json.Marshal(b)
+}
+
+// setHeaders adds the profile's authentication headers.
+func (c *Client) setHeaders(h http.Header) {
+	if c.engine.APIKey != "" {
+		h.Set("Authorization", "Bearer "+c.engine.APIKey)
+	}
+	if c.engine.Profile == Friendli && c.engine.Team != "" {
+		h.Set("X-Friendli-Team", c.engine.Team)
+	}
+	h.Set("User-Agent", "inferbench")
+}
+
+// errRequestTimeout is the cancellation cause when RequestTimeout expires.
+var errRequestTimeout = errors.New("request timeout")
+
+// streamInfo is what Preflight learns beyond the record.
+type streamInfo struct {
+	firstEvent  time.Duration // first event of any kind (0: none)
+	roleAt      time.Duration // first role-bearing event without output (0: none)
+	sawDone     bool          // data: [DONE] arrived
+	usageChunks int           // events carrying usage
+	continuous  bool          // every output chunk carried usage
+	contentType string
+}
+
+// Do sends one streaming request and fills rec (see the package doc for
+// every field's definition). The caller sets Engine, Seq, Phase, Intended,
+// Concurrency, Sample and RequestedTokens. Do never panics on server input
+// and returns once ctx is done or RequestTimeout expires, whichever is first.
+func (c *Client) Do(ctx context.Context, req Request, rec *record.Record) {
+	var info streamInfo
+	c.do(ctx, req, rec, &info)
+}
+
+func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *streamInfo) {
+	// Reset what Do owns, so a reused record carries nothing stale.
+	rec.Sent, rec.Headers, rec.Done = 0, 0, 0
+	rec.Chunks = rec.Chunks[:0]
+	rec.PromptTokens, rec.OutputTokens, rec.TokenSource, rec.FinishReason = 0, 0, "", ""
+	rec.Status, rec.Error, rec.Message = 0, record.OK, ""
+
+	body, err := c.body(req)
+	if err != nil {
+		rec.Sent = c.since()
+		c.fail(rec, record.Malformed, "engine "+c.engine.Name+": building the request: "+err.Error())
+		return
+	}
+	if c.opt.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.opt.RequestTimeout, errRequestTimeout)
+		defer cancel()
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.engine.URL, bytes.NewReader(body))
+	if err != nil {
+		rec.Sent = c.since()
+		c.fail(rec, record.Connect, "engine "+c.engine.Name+": "+err.Error())
+		return
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "text/event-stream")
+	c.setHeaders(hreq.Header)
+
+	rec.Sent = c.since()
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		c.transportFailure(ctx, rec, err, true)
+		return
+	}
+	defer resp.Body.Close()
+	rec.Headers = c.since()
+	rec.Status = resp.StatusCode
+	info.contentType = resp.Header.Get("Content-Type")
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := readErrorBody(resp.Body)
+		c.fail(rec, record.HTTPStatus, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg))
+		return
+	}
+	if ct := strings.ToLower(info.contentType); strings.HasPrefix(ct, "application/json") {
+		msg := readErrorBody(resp.Body)
+		c.fail(rec, record.Malformed, "the server answered with application/json, not an event stream (does it support stream=true?): "+msg)
+		return
+	}
+	c.readStream(ctx, req, resp.Body, rec, info)
+}
+
+// readStream consumes the event stream and classifies its end.
+func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, rec *record.Record, info *streamInfo) {
+	sr := newSSEReader(body, c.since, 0)
+	var (
+		ci             chunkInfo
+		finished       bool
+		lastCompletion int // cumulative completion tokens at the last usage
+		pending        int // usage growth seen before the first output chunk
+		usageOnAll     = true
+		haveUsage      bool
+	)
+	for {
+		data, at, err := sr.Next()
+		if err != nil {
+			rec.Done = at
+			if rec.Done == 0 {
+				rec.Done = c.since()
+			}
+			if errors.Is(err, io.EOF) {
+				if !finished {
+					c.fail(rec, record.StreamCut, "the stream ended before [DONE] or a finish_reason")
+				}
+				break
+			}
+			if errors.Is(err, errEventTooLarge) {
+				c.fail(rec, record.Malformed, err.Error())
+				break
+			}
+			c.transportFailure(ctx, rec, err, false)
+			break
+		}
+		if info.firstEvent == 0 {
+			info.firstEvent = at
+		}
+		if string(data) == "[DONE]" {
+			info.sawDone = true
+			rec.Done = at
+			break
+		}
+		if err := parseChunk(data, &ci); err != nil {
+			rec.Done = at
+			c.fail(rec, record.Malformed, fmt.Sprintf("event %q: %v", snippet(data), err))
+			break
+		}
+		if ci.hasError {
+			rec.Done = at
+			c.fail(rec, record.StreamCut, "the server reported an error mid-stream: "+ci.errMsg)
+			break
+		}
+		if ci.output {
+			rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
+			if !ci.hasUsage {
+				usageOnAll = false
+			}
+		} else if ci.role && len(rec.Chunks) == 0 && info.roleAt == 0 {
+			info.roleAt = at
+		}
+		if ci.hasUsage {
+			info.usageChunks++
+			haveUsage = true
+			rec.PromptTokens = ci.promptTokens
+			delta := ci.completionTokens - lastCompletion
+			lastCompletion = ci.completionTokens
+			if delta < 0 {
+				// The count went backwards: per-chunk counts cannot be trusted.
+				usageOnAll, delta = false, 0
+			}
+			switch {
+			case ci.output:
+				rec.Chunks[len(rec.Chunks)-1].Tokens = delta + pending
+				pending = 0
+			case len(rec.Chunks) > 0:
+				rec.Chunks[len(rec.Chunks)-1].Tokens += delta
+			default:
+				pending += delta
+			}
+		}
+		if ci.finish != "" {
+			rec.FinishReason = ci.finish
+			finished = true
+		}
+	}
+	if rec.Done == 0 {
+		rec.Done = c.since()
+	}
+	// Leave the connection reusable: drain what little follows [DONE].
+	_, _ = io.CopyN(io.Discard, body, 4<<10)
+
+	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, info)
+	if rec.Error != record.OK {
+		return
+	}
+	switch {
+	case len(rec.Chunks) == 0:
+		c.fail(rec, record.EmptyOutput, "the stream finished without one output token")
+	case req.MaxTokens > 0 && rec.TokenSource != record.ChunkCount && rec.OutputTokens != req.MaxTokens:
+		c.fail(rec, record.LengthMismatch, fmt.Sprintf("usage.completion_tokens is %d, the fixed length asked for is %d (finish_reason %q)", rec.OutputTokens, req.MaxTokens, rec.FinishReason))
+	}
+}
+
+// account sets OutputTokens, TokenSource and each Chunk.Tokens.
+func (c *Client) account(rec *record.Record, haveUsage, continuous bool, completion int, info *streamInfo) {
+	n := len(rec.Chunks)
+	switch {
+	case haveUsage && continuous:
+		rec.TokenSource = record.Continuous
+		rec.OutputTokens = completion
+		info.continuous = true
+	case haveUsage:
+		rec.TokenSource = record.Usage
+		rec.OutputTokens = completion
+		// Spread the exact total evenly over the chunks (earlier chunks take
+		// the remainder), so the per-chunk counts sum to the total.
+		if n > 0 && completion >= n {
+			q, r := completion/n, completion%n
+			for i := range rec.Chunks {
+				rec.Chunks[i].Tokens = q
+				if i < r {
+					rec.Chunks[i].Tokens++
+				}
+			}
+		} else {
+			for i := range rec.Chunks {
+				rec.Chunks[i].Tokens = 1
+			}
+		}
+	default:
+		rec.TokenSource = record.ChunkCount
+		rec.OutputTokens = n
+		for i := range rec.Chunks {
+			rec.Chunks[i].Tokens = 1
+		}
+	}
+	if n == 0 && !haveUsage {
+		rec.TokenSource = ""
+	}
+}
+
+// fail records the first failure; later ones do not overwrite it.
+func (c *Client) fail(rec *record.Record, kind record.ErrorKind, msg string) {
+	if rec.Error != record.OK {
+		return
+	}
+	rec.Error = kind
+	rec.Message = c.redact(msg)
+	if rec.Done == 0 {
+		rec.Done = c.since()
+	}
+}
+
+// transportFailure classifies an error from the transport or the body.
+// beforeResponse is true when no response headers arrived.
+func (c *Client) transportFailure(ctx context.Context, rec *record.Record, err error, beforeResponse bool) {
+	if rec.Done == 0 {
+		rec.Done = c.since()
+	}
+	where := "reading the stream"
+	if beforeResponse {
+		where = "waiting for the response headers"
+	}
+	if ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		switch {
+		case errors.Is(cause, errRequestTimeout):
+			c.fail(rec, record.Timeout, fmt.Sprintf("request timeout %v expired %s", c.opt.RequestTimeout, where))
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			c.fail(rec, record.Timeout, "deadline exceeded "+where)
+		default:
+			c.fail(rec, record.Canceled, "canceled "+where)
+		}
+		return
+	}
+	if beforeResponse {
+		c.fail(rec, record.Connect, connectReason(err))
+		return
+	}
+	c.fail(rec, record.StreamCut, "the stream broke: "+plainError(err))
+}
+
+// connectReason says which part of connecting failed.
+func connectReason(err error) string {
+	var dnsErr *net.DNSError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	msg := plainError(err)
+	switch {
+	case errors.As(err, &dnsErr):
+		return "DNS lookup failed: " + msg
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &verify):
+		return "TLS certificate verification failed (use a trusted certificate, or -insecure for a self-signed test server): " + msg
+	case errors.As(err, &recordErr):
+		return "TLS handshake failed (is this an http:// server?): " + msg
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (is the server running at this address?): " + msg
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before any response: " + msg
+	case strings.Contains(msg, "tls:"):
+		return "TLS failed: " + msg
+	default:
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return "dial failed: " + msg
+		}
+		return "no response: " + msg
+	}
+}
+
+// plainError drops the *url.Error wrapper, which repeats the URL (possibly
+// with credentials); the caller's context names the engine instead.
+func plainError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// readErrorBody reads an error response and extracts the server's message:
+// an OpenAI-style {"error":{"message":...}}, {"message":...}, {"detail":...}
+// or the trimmed body text.
+func readErrorBody(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, maxErrorBody))
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "(empty body)"
+	}
+	if json.Valid(b) {
+		return trimMessage(errorMessage(b))
+	}
+	return trimMessage(string(b))
+}
+
+func trimMessage(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	const max = 500
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+func snippet(b []byte) string {
+	const max = 120
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}

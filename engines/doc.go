@@ -1,0 +1,149 @@
+// Package engines defines the engines under test and the streaming client
+// that sends them OpenAI-compatible /v1/chat/completions requests and turns
+// each answer into a record.Record. It speaks HTTP and SSE and nothing
+// else: it never prints, and it shares no protocol code with the simulated
+// engine (fake/), which is its independent oracle.
+//
+// # Engine specs
+//
+// Parse reads one item of the -engines list:
+//
+//	vllm                        http://localhost:8000/v1/chat/completions, profile vllm
+//	friendli                    http://localhost:9000/v1/chat/completions, profile friendli (Friendli Container)
+//	friendli-serverless         https://api.friendli.ai/serverless/v1/chat/completions (FRIENDLI_TOKEN required)
+//	friendli-dedicated          https://api.friendli.ai/dedicated/v1/chat/completions (FRIENDLI_TOKEN required)
+//	NAME=URL                    any server
+//	NAME@MODEL  NAME@MODEL=URL  the same, with the request's model field set to MODEL
+//
+// NAME (letters, digits, '.', '_', '-') labels the engine in every result.
+// The profile follows from NAME: "vllm" or "vllm-…" is vllm, "friendli" or
+// "friendli-…" is friendli, anything else is the generic openai profile.
+// MODEL is everything between '@' and the first '=' (so IDs such as
+// meta-llama/Llama-3.1-8B-Instruct or ENDPOINT:ADAPTER work). Without a model
+// the caller discovers it with DiscoverModel (GET /v1/models), which
+// succeeds only when the server lists exactly one.
+//
+// A URL must be http or https with a host. A base URL is completed: an empty
+// path becomes /v1/chat/completions and a path ending in /v1 gets
+// /chat/completions appended; any other path is used as given.
+//
+// # Credentials and redaction
+//
+// The friendli profile sends FRIENDLI_TOKEN as "Authorization: Bearer" and
+// FRIENDLI_TEAM as X-Friendli-Team; the vllm and openai profiles send
+// OPENAI_API_KEY as a Bearer token when it is set. Secrets never leave the
+// process except in those headers: Engine's String, GoString, Format (every
+// fmt verb) and MarshalJSON omit them, RedactURL hides user:password@ and
+// secret-looking query parameters, and every record Message and error passes
+// through Redact with the key, the team and any URL password. Redirects are
+// not followed (they would resend the credentials elsewhere).
+//
+// # Request profiles
+//
+// Every request streams ("stream": true), asks for usage
+// (stream_options.include_usage) and uses temperature 0, so that runs are as
+// repeatable as the engine allows. With Request.MaxTokens = N > 0 (a fixed
+// output length):
+//
+//	vllm      max_tokens N, min_tokens N, ignore_eos true, stream_options.continuous_usage_stats true
+//	friendli  max_tokens N, min_tokens N (Friendli has no ignore_eos)
+//	openai    max_tokens N only (the generic API cannot force a length)
+//
+// With MaxTokens = 0 none of these is sent and the length is not checked.
+// Unknown fields in responses are ignored.
+//
+// # Transport
+//
+// One Client per engine. Its transport is HTTP/1.1 with one connection per
+// in-flight stream: MaxConnsPerHost = MaxIdleConnsPerHost = Concurrency+4,
+// so a request never waits for a connection inside the transport where the
+// harness cannot see it. Compression is off (gzip would buffer the stream),
+// dialing and TLS handshakes give up after 10 s, proxies come from the
+// environment, and TLS verification is on unless Engine.InsecureSkipVerify.
+//
+// # Timing points
+//
+// All record times are offsets from Options.Epoch, read from the monotonic
+// clock (Options.Now, default time.Now):
+//
+//   - Sent: just before the request is handed to the transport (it includes a
+//     dial only when no idle connection exists, which after warm-up is never).
+//   - Headers: when the response headers have arrived.
+//   - Chunk.At: when the Read that delivered the last byte of the event
+//     returned, before the event is decoded: decoding cost is not latency.
+//     Several events arriving in one Read share its time.
+//   - Done: when data: [DONE] was read, or the stream ended, broke, timed out
+//     or was cancelled.
+//
+// Only output-bearing events become chunks: a delta with non-empty content,
+// reasoning_content or reasoning text, or non-empty tool_calls. A role-only
+// event, a usage-only event (choices: []), and content "" or null are not
+// chunks, so TTFT (Sent → first chunk) never starts at a role chunk and E2E
+// (Sent → last chunk) never includes a trailing usage frame or [DONE].
+//
+// # Token accounting
+//
+//   - continuous-usage: every output chunk carried cumulative usage (vLLM
+//     continuous_usage_stats). Chunk.Tokens is the growth of
+//     usage.completion_tokens since the previous usage; growth seen on a
+//     non-output event is added to the previous chunk (or, before the first
+//     chunk, to the first one). OutputTokens is the last completion_tokens.
+//   - usage: usage arrived, but not on every output chunk (a final usage
+//     frame). OutputTokens is exact; Chunk.Tokens spreads it evenly over the
+//     chunks, earlier chunks taking the remainder, so they sum to
+//     OutputTokens (one token per chunk when the counts match). If there are
+//     more chunks than tokens, each chunk counts 1.
+//   - chunk-count: no usage at all. OutputTokens is the number of chunks and
+//     each counts 1: a flagged fallback that undercounts multi-token chunks.
+//
+// PromptTokens is the last usage.prompt_tokens (it includes the chat
+// template, unlike a client-side count).
+//
+// # Error kinds
+//
+// The first failure wins; later ones do not overwrite it. Messages are the
+// server's own text where there is one, always redacted.
+//
+//   - connect: no response headers and the context is still live: DNS
+//     failure, connection refused, TLS failure, or the connection closed or
+//     reset before any response. Message says which.
+//   - timeout: Options.RequestTimeout expired, or the caller's context
+//     deadline passed, before the stream ended (no headers, or a stalled
+//     stream).
+//   - canceled: the caller cancelled the context. Not an engine failure.
+//   - http-status: a non-2xx status. Status is set; Message is "HTTP <code>:
+//     " and the server's message (error.message, message or detail of a
+//     JSON body, else the trimmed body text).
+//   - stream-cut: the body ended (EOF) or broke (reset, unexpected EOF)
+//     before data: [DONE] and before any finish_reason, or the server sent
+//     an "error" object mid-stream (vLLM does). A stream that has a
+//     finish_reason but ends without [DONE] is accepted (Preflight warns).
+//   - malformed-event: a data payload that is not a JSON object of the
+//     expected shape (including a non-integer token count and an event over
+//     8 MiB), or a 2xx application/json answer instead of an event stream.
+//     The stream is abandoned at the first bad event.
+//   - empty-output: the stream ended properly without one output chunk.
+//   - length-mismatch: MaxTokens > 0, usage was reported, and
+//     usage.completion_tokens differs from MaxTokens. The record keeps its
+//     chunks and tokens. Without usage the length is not checked (a chunk
+//     count is not a token count).
+//
+// # SSE parsing
+//
+// The event-stream reader follows the WHATWG rules: "\n", "\r\n" and "\r"
+// line endings (also split across reads), ':' comments and keep-alives,
+// multi-line data fields joined with "\n", other fields ignored, events
+// without data not dispatched, and an unterminated last event discarded.
+// It allocates nothing per event in steady state. Chunks are decoded by a
+// validating single-pass JSON scanner that extracts only what the record
+// needs and accepts exactly the JSON that encoding/json accepts.
+//
+// # Preflight
+//
+// Preflight sends one probe request and turns any failure into an error
+// that names the engine, the redacted URL, the status, the server's message
+// and what to do (set FRIENDLI_TOKEN or OPENAI_API_KEY, pass -model, is the
+// server running?). Its Probe reports whether usage is streamed, whether it
+// is continuous, whether the fixed length was honoured, and whether a role
+// chunk precedes the first token, with warnings for the caller to show.
+package engines

@@ -1,0 +1,214 @@
+package engines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// maxEventBytes bounds one event (all its data lines together): a server that
+// streams megabytes without a blank line is broken, not slow.
+const maxEventBytes = 8 << 20
+
+// errEventTooLarge is returned when one event exceeds maxEventBytes.
+var errEventTooLarge = fmt.Errorf("an SSE event exceeds %d bytes without ending", maxEventBytes)
+
+// sseReader splits a text/event-stream body into events (the concatenated
+// data fields of one event) and stamps each with the time of the Read that
+// delivered the bytes completing it. It follows the WHATWG event-stream
+// rules that matter here: lines end with "\n", "\r\n" or "\r"; a blank line
+// ends an event; lines starting with ':' are comments; "data" fields are
+// joined with "\n" and one space after the colon is dropped; other fields
+// (event, id, retry) are ignored; an event without data is not dispatched,
+// and an unterminated event at end of stream is discarded.
+//
+// It makes no allocation per event once its buffers have grown: the data of
+// a one-line event is returned as a slice of the read buffer, and only
+// multi-line events (or lines split across reads and compacted) are copied
+// into a reused buffer.
+type sseReader struct {
+	r     io.Reader
+	stamp func() time.Duration
+
+	buf        []byte
+	start, end int // unprocessed bytes are buf[start:end]
+	readAt     time.Duration
+	skipLF     bool // the previous line ended with '\r': a leading '\n' belongs to it
+	err        error
+
+	data    []byte // accumulated data of the current event
+	hasData bool   // a data field was seen in the current event
+	single  []byte // the current event's only data line, still inside buf
+	nData   int    // data lines in the current event
+}
+
+func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseReader {
+	if bufSize <= 0 {
+		bufSize = 32 << 10
+	}
+	return &sseReader{r: r, stamp: stamp, buf: make([]byte, bufSize)}
+}
+
+func (s *sseReader) reset(r io.Reader) {
+	s.r = r
+	s.start, s.end = 0, 0
+	s.readAt = 0
+	s.skipLF = false
+	s.err = nil
+	s.resetEvent()
+}
+
+func (s *sseReader) resetEvent() {
+	s.data = s.data[:0]
+	s.hasData = false
+	s.single = nil
+	s.nData = 0
+}
+
+// Next returns the next event's data and the time the bytes completing it
+// were read. The data is valid until the next call. At the end of the
+// stream it returns io.EOF (a clean end) or the read error.
+func (s *sseReader) Next() (data []byte, at time.Duration, err error) {
+	for {
+		// Process every complete line already buffered.
+		for s.start < s.end {
+			if s.skipLF {
+				s.skipLF = false
+				if s.buf[s.start] == '\n' {
+					s.start++
+					continue
+				}
+			}
+			rest := s.buf[s.start:s.end]
+			i := bytes.IndexAny(rest, "\r\n")
+			if i < 0 {
+				break // incomplete line: read more
+			}
+			line := rest[:i]
+			if rest[i] == '\r' {
+				s.skipLF = true
+			}
+			s.start += i + 1
+			if len(line) == 0 {
+				if s.dispatchable() {
+					d := s.eventData()
+					return d, s.readAt, nil
+				}
+				s.resetEvent()
+				continue
+			}
+			if err := s.field(line); err != nil {
+				return nil, s.readAt, err
+			}
+		}
+		if s.err != nil {
+			return nil, s.readAt, s.err
+		}
+		if err := s.fill(); err != nil {
+			s.err = err
+		}
+	}
+}
+
+// dispatchable reports whether the event has data to hand out, and resets
+// the per-event state on the next call (the returned slice stays valid
+// until then).
+func (s *sseReader) dispatchable() bool {
+	return s.hasData && (s.nData > 1 || len(s.single) > 0 || len(s.data) > 0)
+}
+
+// eventData returns the current event's data and clears the event.
+func (s *sseReader) eventData() []byte {
+	var d []byte
+	if s.nData == 1 && s.single != nil {
+		d = s.single
+	} else {
+		d = s.data
+	}
+	s.data = s.data[:0]
+	s.hasData = false
+	s.single = nil
+	s.nData = 0
+	return d
+}
+
+// field handles one non-empty line.
+func (s *sseReader) field(line []byte) error {
+	if line[0] == ':' {
+		return nil // comment or keep-alive
+	}
+	name, value := line, []byte(nil)
+	if c := bytes.IndexByte(line, ':'); c >= 0 {
+		name, value = line[:c], line[c+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+	}
+	if string(name) != "data" {
+		return nil // event, id, retry and unknown fields do not matter here
+	}
+	s.hasData = true
+	s.nData++
+	switch s.nData {
+	case 1:
+		// Keep a view into buf; fill copies it out before compacting.
+		s.single = value
+		if value == nil {
+			s.single = s.buf[s.start:s.start] // empty, non-nil
+		}
+	default:
+		if s.single != nil {
+			// The first line still lives in buf: move it out.
+			s.data = append(s.data[:0], s.single...)
+			s.single = nil
+		}
+		if len(s.data)+1+len(value) > maxEventBytes {
+			return errEventTooLarge
+		}
+		s.data = append(s.data, '\n')
+		s.data = append(s.data, value...)
+	}
+	return nil
+}
+
+// fill reads more bytes, compacting or growing the buffer first, and stamps
+// the read.
+func (s *sseReader) fill() error {
+	if s.start > 0 {
+		if s.single != nil {
+			// The pending one-line event's bytes are about to move.
+			s.data = append(s.data[:0], s.single...)
+			s.single = nil
+		}
+		n := copy(s.buf, s.buf[s.start:s.end])
+		s.start, s.end = 0, n
+	}
+	if s.end == len(s.buf) {
+		if len(s.buf) >= maxEventBytes {
+			return errEventTooLarge
+		}
+		nb := make([]byte, 2*len(s.buf))
+		copy(nb, s.buf[:s.end])
+		s.buf = nb
+	}
+	for range 100 {
+		n, err := s.r.Read(s.buf[s.end:])
+		if n > 0 {
+			s.readAt = s.stamp()
+			s.end += n
+			if err != nil && !errors.Is(err, io.EOF) {
+				s.err = err // deliver the bytes first, the error after
+			} else if err != nil {
+				s.err = io.EOF
+			}
+			return nil
+		}
+		if err != nil {
+			s.readAt = s.stamp()
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
