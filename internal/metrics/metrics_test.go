@@ -177,7 +177,7 @@ func TestSummarize(t *testing.T) {
 			check: func(t *testing.T, s Summary) {
 				assert.Equal(t, 2, s.FallbackTokenCounts)
 				assert.InDelta(t, 5, s.OutputTokens, 1e-9) // 3 + 1 per chunk of the unreported one
-				assert.Equal(t, 2, s.TPOT.N)              // chunk count 2 still gives a TPOT
+				assert.Equal(t, 2, s.TPOT.N)               // chunk count 2 still gives a TPOT
 				assertWarning(t, s, "no usage")
 			},
 		},
