@@ -1,0 +1,96 @@
+// Command plot draws inferbench's charts (throughput.png, latency.png,
+// pareto.png) from benchmark result files.
+//
+// Usage:
+//
+//	plot [-out DIR] PATH...
+//
+// Each PATH is a file, a label=file pair (the label names the engine), or a
+// directory, whose *.txt files are all read (go generate does not expand
+// globs, so the command does). Charts are written into DIR (default ".").
+// Warnings about charts left out go to stderr; the exit status is non-zero
+// only when nothing could be drawn.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/inferbench/inferbench/plots"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "plot:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole command, testable with buffers.
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("plot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", ".", "directory to write throughput.png, latency.png and pareto.png into")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: plot [-out DIR] FILE|LABEL=FILE|DIR...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("no input: give result files or directories holding *.txt files")
+	}
+	paths, err := expand(fs.Args())
+	if err != nil {
+		return err
+	}
+	written, err := plots.Generate(paths, *out)
+	for _, w := range written {
+		fmt.Fprintln(stdout, "wrote", w)
+	}
+	if err != nil && len(written) > 0 {
+		fmt.Fprintln(stderr, "plot: warning:", err)
+		return nil
+	}
+	return err
+}
+
+// expand replaces each directory argument by the *.txt files in it, labelled
+// with their base name so that a "=" in a directory name is not taken for a
+// label.
+func expand(args []string) ([]string, error) {
+	var paths []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil || !fi.IsDir() {
+			// A file, a label=path pair, or a missing path: Load reports
+			// the latter with its name.
+			paths = append(paths, a)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(a, "*.txt"))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("%s: no *.txt result files in this directory", a)
+		}
+		sort.Strings(matches)
+		for _, m := range matches {
+			label := strings.TrimSuffix(filepath.Base(m), ".txt")
+			if strings.Contains(label, "=") {
+				return nil, fmt.Errorf("%s: a file name with \"=\" cannot name an engine; rename it or pass it as label=path", m)
+			}
+			paths = append(paths, label+"="+m)
+		}
+	}
+	return paths, nil
+}

@@ -1,0 +1,641 @@
+package plots
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Chart size: 16×10 cm at 192 dpi is 1209×756 pixels, legible on screen and
+// still readable when a README shrinks it to half width.
+const (
+	chartWidth  = 16 * vg.Centimeter
+	chartHeight = 10 * vg.Centimeter
+	chartDPI    = 192
+)
+
+// File names of the charts.
+const (
+	ThroughputPNG = "throughput.png"
+	LatencyPNG    = "latency.png"
+	ParetoPNG     = "pareto.png"
+)
+
+// SimulatedMark is printed on every chart of simulated engines.
+const SimulatedMark = "SIMULATED ENGINES — not measurements of real engines"
+
+// palette is the Okabe–Ito colour-blind-safe palette (without yellow, which
+// is unreadable on white). Engines take colours in sorted-name order.
+var palette = []color.RGBA{
+	{0x00, 0x72, 0xB2, 0xFF}, // blue
+	{0xD5, 0x5E, 0x00, 0xFF}, // vermillion
+	{0x00, 0x9E, 0x73, 0xFF}, // bluish green
+	{0xCC, 0x79, 0xA7, 0xFF}, // reddish purple
+	{0xE6, 0x9F, 0x00, 0xFF}, // orange
+	{0x56, 0xB4, 0xE9, 0xFF}, // sky blue
+	{0x00, 0x00, 0x00, 0xFF}, // black
+}
+
+// EngineColor returns the colour of the i-th engine in sorted order.
+func EngineColor(i int) color.RGBA { return palette[i%len(palette)] }
+
+var (
+	darkGrey = color.RGBA{0x33, 0x33, 0x33, 0xFF}
+	markRed  = color.RGBA{0xC0, 0x00, 0x00, 0xFF}
+)
+
+// SkipError says that a chart, or a part of one, was left out, and why. Render
+// and Generate return these as warnings, not failures.
+type SkipError struct {
+	// Plot is the chart's file name.
+	Plot string
+	// Reason says what was left out and why.
+	Reason string
+}
+
+func (e *SkipError) Error() string { return e.Plot + ": " + e.Reason }
+
+// Image is one rendered chart.
+type Image struct {
+	// Name is the file name, e.g. "throughput.png".
+	Name string
+	// PNG is the encoded image.
+	PNG []byte
+}
+
+// figure is a chart before rasterisation: the plot plus the text drawn
+// around it. lines records each engine's data lines for tests.
+type figure struct {
+	name   string
+	title  string
+	sub    string
+	banner string
+	footer []string
+	plot   *plot.Plot
+	lines  map[string][]*plotter.Line
+}
+
+// Render draws throughput.png, latency.png and pareto.png into memory. A
+// chart whose units are absent, or points that cannot be drawn (a zero
+// latency on a log axis), are left out and reported in warnings. err is
+// non-nil only when the throughput chart cannot be drawn.
+func Render(d *Data) (images []Image, warnings []error, err error) {
+	figs, warnings, err := figures(d)
+	if err != nil {
+		return nil, warnings, err
+	}
+	for _, f := range figs {
+		png, err := f.render()
+		if err != nil {
+			return nil, warnings, fmt.Errorf("plots: %s: %w", f.name, err)
+		}
+		images = append(images, Image{Name: f.name, PNG: png})
+	}
+	return images, warnings, nil
+}
+
+// figures builds every chart that can be built.
+func figures(d *Data) ([]*figure, []error, error) {
+	var warnings []error
+	tp, err := throughputFigure(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	figs := []*figure{tp}
+	for _, build := range []func(*Data) (*figure, []error){latencyFigure, paretoFigure} {
+		f, ws := build(d)
+		warnings = append(warnings, ws...)
+		if f != nil {
+			figs = append(figs, f)
+		}
+	}
+	return figs, warnings, nil
+}
+
+// sans returns the sans-serif face at a size (gonum's default is serif).
+func sans(size float64, bold bool) font.Font {
+	f := font.Font{Typeface: "Liberation", Variant: "Sans", Size: vg.Points(size)}
+	if bold {
+		f.Weight = xfont.WeightBold
+	}
+	return f
+}
+
+// newPlot returns a plot with sans-serif fonts sized for 16×10 cm.
+func newPlot() *plot.Plot {
+	p := plot.New()
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		a.Label.TextStyle.Font = sans(11, false)
+		a.Tick.Label.Font = sans(10, false)
+	}
+	p.Legend.TextStyle.Font = sans(10, false)
+	p.Legend.Padding = vg.Points(2)
+	p.Legend.ThumbnailWidth = vg.Points(24)
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// header returns the chart's subtitle: the run configuration.
+func header(d *Data) string {
+	var parts []string
+	if d.Config.Model != "" {
+		parts = append(parts, "model "+d.Config.Model)
+	}
+	if d.Config.InputTokens != "" || d.Config.OutputTokens != "" {
+		parts = append(parts, fmt.Sprintf("input %s / output %s tokens", orUnknown(d.Config.InputTokens), orUnknown(d.Config.OutputTokens)))
+	}
+	if d.Config.Workload != "" {
+		parts = append(parts, "workload: "+d.Config.Workload)
+	}
+	if len(parts) == 0 {
+		return "model and workload not recorded in the input files"
+	}
+	return strings.Join(parts, " · ")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+// newFigure fills the parts every chart shares.
+func newFigure(d *Data, name, title string) *figure {
+	f := &figure{name: name, title: title, sub: header(d), plot: newPlot(), lines: map[string][]*plotter.Line{}}
+	if d.Config.Simulated {
+		f.banner = SimulatedMark
+	}
+	return f
+}
+
+// samplesNote says what a line and its bars are.
+func samplesNote(d *Data, bars bool) string {
+	lo, hi := d.SampleRange()
+	n := strconv.Itoa(hi)
+	if lo != hi {
+		n = fmt.Sprintf("%d–%d", lo, hi)
+	}
+	switch {
+	case !bars:
+		return fmt.Sprintf("Points: median of n=%s runs per level.", n)
+	case lo >= 6:
+		return fmt.Sprintf("Line: median of n=%s runs per level; bars: 95 %% CI of the median (benchstat's method).", n)
+	case hi >= 6:
+		return fmt.Sprintf("Line: median of n=%s runs per level; bars: 95 %% CI of the median where n ≥ 6 (none where fewer).", n)
+	default:
+		return fmt.Sprintf("Line: median of n=%s runs per level; no CI (a 95 %% CI needs n ≥ 6 runs).", n)
+	}
+}
+
+// xy is a plotter.XYer and plotter.YErrorer over points.
+type xy struct {
+	x, y, lo, hi []float64
+}
+
+func (p *xy) add(x, y, lo, hi float64) {
+	p.x, p.y, p.lo, p.hi = append(p.x, x), append(p.y, y), append(p.lo, lo), append(p.hi, hi)
+}
+func (p *xy) Len() int                        { return len(p.x) }
+func (p *xy) XY(i int) (float64, float64)     { return p.x[i], p.y[i] }
+func (p *xy) YError(i int) (float64, float64) { return p.y[i] - p.lo[i], p.hi[i] - p.y[i] }
+
+// levelTicks marks each concurrency level present on a log x axis.
+func levelTicks(levels []int) plot.ConstantTicks {
+	var ticks plot.ConstantTicks
+	for _, c := range levels {
+		ticks = append(ticks, plot.Tick{Value: float64(c), Label: strconv.Itoa(c)})
+	}
+	return ticks
+}
+
+// kTicks labels a linear axis "5k", "10k", … once values reach a thousand.
+var kTicks = plot.TickerFunc(func(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = kLabel(ts[i].Value)
+		}
+	}
+	return ts
+})
+
+// kLabel formats v compactly: 950, 1.5k, 15k, 2M.
+func kLabel(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case a >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	default:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+}
+
+// logX sets a log concurrency axis with a little room either side.
+func logX(p *plot.Plot, levels []int) {
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = levelTicks(levels)
+	p.X.Min = float64(levels[0]) / 1.35
+	p.X.Max = float64(levels[len(levels)-1]) * 1.35
+	p.X.Label.Text = "concurrent requests (log scale)"
+}
+
+// styleLine colours a line and its points for engine i.
+func styleLine(l *plotter.Line, s *plotter.Scatter, i int) {
+	l.Color = EngineColor(i)
+	l.Width = vg.Points(1.6)
+	if s != nil {
+		s.Color = EngineColor(i)
+		s.Radius = vg.Points(2.6)
+		s.Shape = draw.CircleGlyph{}
+	}
+}
+
+// throughputFigure draws output tok/s against concurrency.
+func throughputFigure(d *Data) (*figure, error) {
+	if !d.HasUnit(UnitTokPerSec) {
+		return nil, fmt.Errorf("plots: %s: no %s values in the input, nothing to draw", ThroughputPNG, UnitTokPerSec)
+	}
+	f := newFigure(d, ThroughputPNG, "Output throughput vs concurrency")
+	p := f.plot
+	logX(p, d.Levels())
+	p.Y.Label.Text = "output tokens/s (steady state)"
+	p.Y.Tick.Marker = kTicks
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(4)
+
+	ymax := 0.0
+	anyBars := false
+	for i, e := range d.Engines {
+		pts := d.Series(UnitTokPerSec, e)
+		if len(pts) == 0 {
+			continue
+		}
+		var line, bars xy
+		for _, pt := range pts {
+			line.add(float64(pt.Concurrency), pt.Median, pt.Median, pt.Median)
+			ymax = max(ymax, pt.Median)
+			if pt.HasCI() {
+				bars.add(float64(pt.Concurrency), pt.Median, pt.Lo, pt.Hi)
+				ymax = max(ymax, pt.Hi)
+			}
+		}
+		l, s, err := plotter.NewLinePoints(&line)
+		if err != nil {
+			return nil, fmt.Errorf("plots: %s: engine %s: %w", ThroughputPNG, e, err)
+		}
+		styleLine(l, s, i)
+		p.Add(l, s)
+		if bars.Len() > 0 {
+			eb, err := plotter.NewYErrorBars(&bars)
+			if err != nil {
+				return nil, fmt.Errorf("plots: %s: engine %s: %w", ThroughputPNG, e, err)
+			}
+			eb.Color = EngineColor(i)
+			eb.Width = vg.Points(1.2)
+			eb.CapWidth = vg.Points(7)
+			p.Add(eb)
+			anyBars = true
+		}
+		p.Legend.Add(e, l, s)
+		f.lines[e] = append(f.lines[e], l)
+	}
+	f.footer = append(f.footer, samplesNote(d, anyBars))
+	if ratio, note := ratioLabels(d); ratio != nil {
+		p.Add(ratio)
+		f.footer = append(f.footer, note)
+	}
+	p.Y.Min = 0
+	p.Y.Max = math.Max(ymax*1.18, 1) // room above the highest point for the ratio labels
+	return f, nil
+}
+
+// ratioLabels annotates each level where the first two engines (in sorted
+// order) both have tok/s with the ratio of their medians. The engine with the
+// larger geometric mean over those levels is the numerator, so the labels
+// read "how many times faster".
+func ratioLabels(d *Data) (*plotter.Labels, string) {
+	if len(d.Engines) < 2 {
+		return nil, ""
+	}
+	a, b := d.Engines[0], d.Engines[1]
+	pa, pb := byLevel(d.Series(UnitTokPerSec, a)), byLevel(d.Series(UnitTokPerSec, b))
+	var levels []int
+	logSum := 0.0
+	for c, x := range pa {
+		if y, ok := pb[c]; ok && x.Median > 0 && y.Median > 0 {
+			levels = append(levels, c)
+			logSum += math.Log(x.Median / y.Median)
+		}
+	}
+	if len(levels) == 0 {
+		return nil, ""
+	}
+	sort.Ints(levels)
+	num, den, pnum, pden := a, b, pa, pb
+	if logSum < 0 {
+		num, den, pnum, pden = b, a, pb, pa
+	}
+	var lab plotter.XYLabels
+	for _, c := range levels {
+		top := 0.0
+		for _, pt := range []Point{pnum[c], pden[c]} {
+			top = max(top, pt.Median)
+			if pt.HasCI() {
+				top = max(top, pt.Hi)
+			}
+		}
+		lab.XYs = append(lab.XYs, plotter.XY{X: float64(c), Y: top})
+		lab.Labels = append(lab.Labels, "×"+ratioString(pnum[c].Median/pden[c].Median))
+	}
+	l, err := plotter.NewLabels(lab)
+	if err != nil {
+		return nil, ""
+	}
+	for i := range l.TextStyle {
+		l.TextStyle[i].Font = sans(9.5, true)
+		l.TextStyle[i].Color = darkGrey
+		l.TextStyle[i].XAlign = draw.XCenter
+		l.TextStyle[i].YAlign = draw.YBottom
+	}
+	l.Offset = vg.Point{Y: vg.Points(5)}
+	return l, fmt.Sprintf("×r above each level: %s ÷ %s, ratio of median tok/s.", num, den)
+}
+
+// ratioString formats a ratio with two significant decimals below 10.
+func ratioString(r float64) string {
+	if r >= 9.95 {
+		return strconv.FormatFloat(r, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(r, 'f', 2, 64)
+}
+
+func byLevel(pts []Point) map[int]Point {
+	m := make(map[int]Point, len(pts))
+	for _, p := range pts {
+		m[p.Concurrency] = p
+	}
+	return m
+}
+
+// latencyMetric is one line style of the latency chart.
+type latencyMetric struct {
+	unit, label string
+	dashes      []vg.Length
+}
+
+var latencyMetrics = []latencyMetric{
+	{UnitTTFTP50, "TTFT p50", nil},
+	{UnitTTFTP99, "TTFT p99", []vg.Length{vg.Points(7), vg.Points(3)}},
+	{UnitITLP50, "ITL p50", []vg.Length{vg.Points(1.5), vg.Points(2.5)}},
+}
+
+// latencyFigure draws TTFT p50/p99 and ITL p50 in ms on a log axis.
+func latencyFigure(d *Data) (*figure, []error) {
+	var warnings []error
+	var metrics []latencyMetric
+	for _, m := range latencyMetrics {
+		if d.HasUnit(m.unit) {
+			metrics = append(metrics, m)
+		} else {
+			warnings = append(warnings, &SkipError{LatencyPNG, "no " + m.unit + " values: " + m.label + " left out"})
+		}
+	}
+	if len(metrics) == 0 {
+		return nil, []error{&SkipError{LatencyPNG, "no TTFT or ITL values in the input: chart not drawn"}}
+	}
+	f := newFigure(d, LatencyPNG, "Latency vs concurrency")
+	p := f.plot
+	logX(p, d.Levels())
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = logTicks{}
+	p.Y.Label.Text = "latency (ms, log scale)"
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(4)
+
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, e := range d.Engines {
+		drawn := false
+		for _, m := range metrics {
+			var line xy
+			for _, pt := range d.Series(m.unit, e) {
+				if pt.Median <= 0 {
+					warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("%s %s at concurrency %d is 0 (no successful request?): point left out of the log axis", e, m.label, pt.Concurrency)})
+					continue
+				}
+				ms := pt.Median / 1e6
+				line.add(float64(pt.Concurrency), ms, ms, ms)
+				lo, hi = min(lo, ms), max(hi, ms)
+			}
+			if line.Len() == 0 {
+				continue
+			}
+			l, s, err := plotter.NewLinePoints(&line)
+			if err != nil {
+				warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("%s %s: %v", e, m.label, err)})
+				continue
+			}
+			styleLine(l, s, i)
+			l.Dashes = m.dashes
+			s.Radius = vg.Points(2)
+			p.Add(l, s)
+			f.lines[e] = append(f.lines[e], l)
+			if !drawn {
+				p.Legend.Add(e, swatch(i))
+				drawn = true
+			}
+		}
+	}
+	if math.IsInf(lo, 0) {
+		return nil, append(warnings, &SkipError{LatencyPNG, "no positive latency values: chart not drawn"})
+	}
+	for _, m := range metrics {
+		p.Legend.Add(m.label, metricKey(m))
+	}
+	p.Y.Min, p.Y.Max = lo/1.5, hi*2.5 // headroom for the legend
+	f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between streamed chunks.")
+	return f, warnings
+}
+
+// swatch is a legend thumbnail in an engine's colour.
+func swatch(i int) plot.Thumbnailer {
+	l := &plotter.Line{LineStyle: draw.LineStyle{Color: EngineColor(i), Width: vg.Points(4)}}
+	return l
+}
+
+// metricKey is a legend thumbnail showing a metric's line style.
+func metricKey(m latencyMetric) plot.Thumbnailer {
+	return &plotter.Line{LineStyle: draw.LineStyle{Color: darkGrey, Width: vg.Points(1.6), Dashes: m.dashes}}
+}
+
+// logTicks labels 1-2-5 steps on a log axis.
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(min)) - 1; e <= math.Ceil(math.Log10(max)); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v < min || v > max {
+				continue
+			}
+			ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+		}
+	}
+	if len(ts) < 2 { // a narrow range: fall back to linear ticks
+		return plot.DefaultTicks{}.Ticks(min, max)
+	}
+	return ts
+}
+
+// paretoFigure draws system tok/s against per-user tok/s (1e9 / median
+// tpot-p50-ns), one labelled point per level.
+func paretoFigure(d *Data) (*figure, []error) {
+	if !d.HasUnit(UnitTPOTP50) {
+		return nil, []error{&SkipError{ParetoPNG, "no " + UnitTPOTP50 + " values in the input: chart not drawn"}}
+	}
+	var warnings []error
+	f := newFigure(d, ParetoPNG, "System vs per-user throughput")
+	p := f.plot
+	p.X.Label.Text = "per-user output tokens/s (1e9 / median TPOT p50 in ns)"
+	p.Y.Label.Text = "system output tokens/s"
+	p.X.Tick.Marker = kTicks
+	p.Y.Tick.Marker = kTicks
+	p.Legend.Top, p.Legend.Left = true, false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(6), -vg.Points(4)
+	xmax, ymax := 0.0, 0.0
+	for i, e := range d.Engines {
+		tput := byLevel(d.Series(UnitTokPerSec, e))
+		var line xy
+		var lab plotter.XYLabels
+		for _, pt := range d.Series(UnitTPOTP50, e) {
+			t, ok := tput[pt.Concurrency]
+			if !ok {
+				continue
+			}
+			if pt.Median <= 0 {
+				warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s at concurrency %d: TPOT p50 is 0 (no multi-token response?): point left out", e, pt.Concurrency)})
+				continue
+			}
+			x := 1e9 / pt.Median
+			line.add(x, t.Median, t.Median, t.Median)
+			lab.XYs = append(lab.XYs, plotter.XY{X: x, Y: t.Median})
+			lab.Labels = append(lab.Labels, strconv.Itoa(pt.Concurrency))
+			xmax, ymax = max(xmax, x), max(ymax, t.Median)
+		}
+		if line.Len() == 0 {
+			continue
+		}
+		l, s, err := plotter.NewLinePoints(&line)
+		if err != nil {
+			warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s: %v", e, err)})
+			continue
+		}
+		styleLine(l, s, i)
+		labels, err := plotter.NewLabels(lab)
+		if err != nil {
+			warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s: %v", e, err)})
+			continue
+		}
+		for j := range labels.TextStyle {
+			labels.TextStyle[j].Font = sans(9, false)
+			labels.TextStyle[j].Color = EngineColor(i)
+			labels.TextStyle[j].YAlign = draw.YBottom
+		}
+		labels.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(3)}
+		p.Add(l, s, labels)
+		p.Legend.Add(e, l, s)
+		f.lines[e] = append(f.lines[e], l)
+	}
+	if xmax == 0 {
+		return nil, append(warnings, &SkipError{ParetoPNG, "no level has both tok/s and a positive TPOT: chart not drawn"})
+	}
+	p.X.Min, p.X.Max = 0, xmax*1.12
+	p.Y.Min, p.Y.Max = 0, ymax*1.12
+	f.footer = append(f.footer, samplesNote(d, false)+" Numbers at points: concurrency. Up and right is better.")
+	return f, warnings
+}
+
+// Text layout around the plot, in points.
+const (
+	titleSize  = 13
+	subSize    = 9.5
+	bannerSize = 11
+	footerSize = 8.5
+	lineGap    = 1.35
+	margin     = 5
+)
+
+func textStyle(f font.Font, c color.Color) text.Style {
+	return text.Style{Color: c, Font: f, XAlign: draw.XCenter, YAlign: draw.YTop, Handler: plot.DefaultTextHandler}
+}
+
+// draw lays out the header (title, configuration, simulated mark), the plot
+// and the footer notes on c.
+func (f *figure) draw(c draw.Canvas) {
+	type row struct {
+		txt string
+		sty text.Style
+	}
+	head := []row{{f.title, textStyle(sans(titleSize, true), color.Black)}}
+	if f.sub != "" {
+		head = append(head, row{f.sub, textStyle(sans(subSize, false), darkGrey)})
+	}
+	if f.banner != "" {
+		head = append(head, row{f.banner, textStyle(sans(bannerSize, true), markRed)})
+	}
+	var foot []row
+	for _, n := range f.footer {
+		foot = append(foot, row{n, textStyle(sans(footerSize, false), darkGrey)})
+	}
+	y := c.Max.Y - vg.Points(margin)
+	midX := (c.Min.X + c.Max.X) / 2
+	for _, r := range head {
+		c.FillText(r.sty, vg.Point{X: midX, Y: y}, r.txt)
+		y -= r.sty.Font.Size * lineGap
+	}
+	headH := c.Max.Y - y
+	footH := vg.Points(margin)
+	for _, r := range foot {
+		footH += r.sty.Font.Size * lineGap
+	}
+	y = c.Min.Y + footH - vg.Points(margin)/2
+	for _, r := range foot {
+		c.FillText(r.sty, vg.Point{X: midX, Y: y}, r.txt)
+		y -= r.sty.Font.Size * lineGap
+	}
+	inner := draw.Crop(c, vg.Points(margin), -vg.Points(margin+4), footH, -headH)
+	f.plot.Draw(inner)
+}
+
+// render rasterises the figure to PNG.
+func (f *figure) render() (png []byte, err error) {
+	defer func() {
+		// gonum panics on some degenerate inputs (e.g. a log axis over
+		// non-positive values); turn that into an error, never a crash.
+		if r := recover(); r != nil {
+			png, err = nil, fmt.Errorf("drawing failed: %v", r)
+		}
+	}()
+	img := vgimg.NewWith(vgimg.UseWH(chartWidth, chartHeight), vgimg.UseDPI(chartDPI))
+	f.draw(draw.New(img))
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
