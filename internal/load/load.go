@@ -8,7 +8,8 @@
 //     reaches a desynchronised steady state instead of a thundering herd, and
 //     runs Warmup unmeasured requests back to back. Then it waits.
 //  2. Measured: each Dispatch hands the next measured request to the next free
-//     slot (first freed, first served), blocking until one is free.
+//     slot (first freed, first served), blocking until one is free. Nothing
+//     is measured before every slot has started (the ramp-up is over).
 //  3. Cooldown: Finish refills every slot that frees up with a cooldown
 //     request until every measured request has ended, then cancels what is
 //     still in flight and waits for every goroutine. So every measured request
@@ -50,8 +51,9 @@ type Config struct {
 	// Concurrency is the number of requests kept in flight (C). Required, ≥ 1.
 	Concurrency int
 	// Warmup is the number of unmeasured requests each slot runs before the
-	// measured phase. 0 means none; then the window starts only once every
-	// slot has started (see Window), so use ≥ 1 for a steady state.
+	// measured phase. 0 means none: measured requests then start on an
+	// engine that has not reached steady state, and Stagger only delays the
+	// start (every slot is free at once when the ramp-up ends). Use ≥ 1.
 	Warmup int
 	// Stagger spreads the slots' first requests: slot i starts at i/C·Stagger.
 	// A good value is one request's end-to-end latency (from a probe). 0 starts
@@ -110,9 +112,10 @@ type Run struct {
 
 	mu          sync.Mutex
 	records     []record.Record
-	outstanding int       // measured requests dispatched and not yet ended
-	started     int       // slots that have started their first request
-	rampedUp    time.Time // when the last slot started its first request
+	outstanding int           // measured requests dispatched and not yet ended
+	started     int           // slots that have started their first request
+	rampedUp    time.Time     // when the last slot started its first request
+	ramped      chan struct{} // closed at rampedUp
 
 	nextSeq    int
 	dispatched int
@@ -153,6 +156,7 @@ func Start(ctx context.Context, cfg Config, do DoFunc) (*Run, error) {
 	r.tail, r.cancel = context.WithCancel(ctx)
 	c := cfg.Concurrency
 	r.free = make(chan freeSlot, c)
+	r.ramped = make(chan struct{})
 	r.jobs = make([]chan job, c)
 	r.nextSeq = c * cfg.Warmup
 	for i := range c {
@@ -183,6 +187,7 @@ func (r *Run) slot(i int) {
 	r.started++
 	if r.started == c {
 		r.rampedUp = at
+		close(r.ramped)
 	}
 	r.mu.Unlock()
 	for j := 0; j < r.cfg.Warmup && r.tail.Err() == nil; j++ {
@@ -212,32 +217,38 @@ func (r *Run) exec(jb job) time.Time {
 	if jb.phase == record.Measured {
 		ctx = r.ctx
 	}
-	rec := record.Record{
+	rec := execOne(ctx, r.do, r.now, r.epoch, record.Record{
 		Concurrency: r.cfg.Concurrency,
 		Seq:         jb.seq,
 		Phase:       jb.phase,
 		Intended:    jb.intended.Sub(r.epoch),
-	}
-	r.do(ctx, &rec)
-	end := r.now()
-	if ctx.Err() != nil && rec.Error == record.OK && rec.FinishReason == "" {
-		// The request function returned on cancellation without saying so.
-		rec.Error = record.Canceled
-	}
-	if rec.Done == 0 {
-		rec.Done = end.Sub(r.epoch)
-	}
+	})
 	r.mu.Lock()
 	r.records = append(r.records, rec)
 	if jb.phase == record.Measured {
 		r.outstanding--
 	}
 	r.mu.Unlock()
-	return end
+	return r.epoch.Add(rec.Done)
+}
+
+// execOne runs do on rec and makes sure the record is complete: Done is
+// stamped if do left it zero, and a request that returned because ctx ended
+// without reporting it (no error and no finish reason) is marked Canceled.
+func execOne(ctx context.Context, do DoFunc, now func() time.Time, epoch time.Time, rec record.Record) record.Record {
+	do(ctx, &rec)
+	if ctx.Err() != nil && rec.Error == record.OK && rec.FinishReason == "" {
+		rec.Error = record.Canceled
+	}
+	if rec.Done == 0 {
+		rec.Done = now().Sub(epoch)
+	}
+	return rec
 }
 
 // Dispatch starts the next measured request on the next free slot, blocking
-// until one is free. It returns an error, and starts nothing, when the run's
+// until one is free. The first Dispatch also waits until every slot has
+// started its first request, so no measured request runs during the ramp-up. It returns an error, and starts nothing, when the run's
 // context is done or Finish was called.
 func (r *Run) Dispatch() error {
 	if r.finished {
@@ -245,6 +256,11 @@ func (r *Run) Dispatch() error {
 	}
 	if err := r.ctx.Err(); err != nil {
 		return fmt.Errorf("load: dispatch: %w", err)
+	}
+	select { // the measured phase starts once every slot has started
+	case <-r.ramped:
+	case <-r.ctx.Done():
+		return fmt.Errorf("load: dispatch: %w", r.ctx.Err())
 	}
 	called := r.now()
 	select {
@@ -297,7 +313,11 @@ func (r *Run) Finish() Result {
 	}
 	res.Records = r.records
 	slices.SortFunc(res.Records, func(a, b record.Record) int { return a.Seq - b.Seq })
-	res.Window = r.window(res.Records)
+	var ramped time.Duration
+	if !r.rampedUp.IsZero() {
+		ramped = r.rampedUp.Sub(r.epoch)
+	}
+	res.Window = measuredWindow(res.Records, ramped)
 	r.result = res
 	return res
 }
@@ -309,9 +329,9 @@ func (r *Run) pending() int {
 	return r.outstanding
 }
 
-// window computes the measured window: first measured Sent (or, if later, the
-// instant the last slot started its first request) → last measured Done.
-func (r *Run) window(recs []record.Record) Window {
+// measuredWindow is first measured Sent (or notBefore, if later) → last
+// measured Done; the zero Window when nothing was measured.
+func measuredWindow(recs []record.Record, notBefore time.Duration) Window {
 	var w Window
 	seen := false
 	for _, rec := range recs {
@@ -329,12 +349,8 @@ func (r *Run) window(recs []record.Record) Window {
 	if !seen {
 		return Window{}
 	}
-	if !r.rampedUp.IsZero() {
-		w.Start = max(w.Start, r.rampedUp.Sub(r.epoch))
-	}
-	if w.End < w.Start {
-		w.End = w.Start
-	}
+	w.Start = max(w.Start, notBefore)
+	w.End = max(w.End, w.Start)
 	return w
 }
 

@@ -310,6 +310,10 @@ func TestStress(t *testing.T) {
 	assert.Equal(t, n, res.Dispatched)
 	assert.LessOrEqual(t, maxIn.Load(), int64(c))
 	counts := map[record.Phase]int{}
+	var rampEnd time.Duration // the last slot's first request (Seq < C)
+	for _, r := range res.Records[:c] {
+		rampEnd = max(rampEnd, r.Intended)
+	}
 	for i, r := range res.Records {
 		assert.Equal(t, i, r.Seq, "Seq contiguous and sorted")
 		counts[r.Phase]++
@@ -317,6 +321,7 @@ func TestStress(t *testing.T) {
 			assert.NotEqual(t, record.Canceled, r.Error, "a measured request is never cancelled by Finish")
 			assert.GreaterOrEqual(t, r.Seq, c*warm)
 			assert.True(t, res.Window.Contains(r.Done))
+			assert.GreaterOrEqual(t, r.Intended, rampEnd, "nothing measured during the ramp-up")
 		}
 		if r.Phase == record.Warmup {
 			assert.Less(t, r.Seq, c*warm)

@@ -17,6 +17,14 @@ type Pacer interface {
 	Pace(elapsed time.Duration, sent uint64) (wait time.Duration, stop bool)
 }
 
+// A Scheduler is a Pacer that can say when request n is due. An open-loop
+// run uses it to stamp Intended with the scheduled instant even when the
+// sender is late; for other pacers Intended is when Pace said "now".
+type Scheduler interface {
+	Pacer
+	Due(n uint64) time.Duration
+}
+
 // PacerFunc adapts a function to the Pacer interface.
 type PacerFunc func(time.Duration, uint64) (time.Duration, bool)
 
@@ -32,13 +40,20 @@ type ConstantPacer struct {
 	Per  time.Duration // the period Freq refers to, e.g. time.Second
 }
 
+// Due returns the instant request n is due: n·Per/Freq (0 for a non-rate).
+func (p ConstantPacer) Due(n uint64) time.Duration {
+	if p.Freq <= 0 || p.Per <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n) * float64(p.Per) / float64(p.Freq))
+}
+
 // Pace implements Pacer.
 func (p ConstantPacer) Pace(elapsed time.Duration, sent uint64) (time.Duration, bool) {
 	if p.Freq <= 0 || p.Per <= 0 {
 		return 0, true
 	}
-	due := time.Duration(float64(sent) * float64(p.Per) / float64(p.Freq))
-	return max(due-elapsed, 0), false
+	return max(p.Due(sent)-elapsed, 0), false
 }
 
 // PoissonPacer sends requests as a Poisson process of Rate requests per
@@ -83,7 +98,9 @@ func (p *PoissonPacer) Pace(elapsed time.Duration, sent uint64) (time.Duration, 
 }
 
 var (
-	_ Pacer = ConstantPacer{}
-	_ Pacer = (*PoissonPacer)(nil)
-	_ Pacer = PacerFunc(nil)
+	_ Pacer     = ConstantPacer{}
+	_ Pacer     = (*PoissonPacer)(nil)
+	_ Pacer     = PacerFunc(nil)
+	_ Scheduler = ConstantPacer{}
+	_ Scheduler = (*PoissonPacer)(nil)
 )

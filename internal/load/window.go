@@ -3,9 +3,10 @@ package load
 import "time"
 
 // Window is the measured window of a run, as offsets from the run epoch on the
-// monotonic clock: from the first measured request's Sent (or, if later, the
-// instant every slot had started its first request) to the last measured
-// request's Done. Concurrency is held at the target throughout it.
+// monotonic clock: from the first measured request's Sent to the last
+// measured request's Done. In a closed-loop run, concurrency is held at the
+// target throughout it (measured requests start only after the ramp-up, and
+// cooldown requests fill every slot until the last measured one ends).
 type Window struct {
 	Start time.Duration `json:"start_ns"`
 	End   time.Duration `json:"end_ns"`
