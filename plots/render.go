@@ -86,6 +86,7 @@ type figure struct {
 	footer []string
 	plot   *plot.Plot
 	lines  map[string][]*plotter.Line
+	bars   map[string]*plotter.YErrorBars
 }
 
 // Render draws throughput.png, latency.png and pareto.png into memory. A
@@ -175,22 +176,24 @@ func orUnknown(s string) string {
 
 // newFigure fills the parts every chart shares.
 func newFigure(d *Data, name, title string) *figure {
-	f := &figure{name: name, title: title, sub: header(d), plot: newPlot(), lines: map[string][]*plotter.Line{}}
+	f := &figure{name: name, title: title, sub: header(d), plot: newPlot(),
+		lines: map[string][]*plotter.Line{}, bars: map[string]*plotter.YErrorBars{}}
 	if d.Config.Simulated {
 		f.banner = SimulatedMark
 	}
 	return f
 }
 
-// samplesNote says what a line and its bars are.
-func samplesNote(d *Data, bars bool) string {
+// samplesNote says what a line and its bars are. withCI is set for charts
+// that draw CI bars where they exist.
+func samplesNote(d *Data, withCI bool) string {
 	lo, hi := d.SampleRange()
 	n := strconv.Itoa(hi)
 	if lo != hi {
 		n = fmt.Sprintf("%d–%d", lo, hi)
 	}
 	switch {
-	case !bars:
+	case !withCI:
 		return fmt.Sprintf("Points: median of n=%s runs per level.", n)
 	case lo >= 6:
 		return fmt.Sprintf("Line: median of n=%s runs per level; bars: 95 %% CI of the median (benchstat's method).", n)
@@ -279,7 +282,6 @@ func throughputFigure(d *Data) (*figure, error) {
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(4)
 
 	ymax := 0.0
-	anyBars := false
 	for i, e := range d.Engines {
 		pts := d.Series(UnitTokPerSec, e)
 		if len(pts) == 0 {
@@ -309,12 +311,12 @@ func throughputFigure(d *Data) (*figure, error) {
 			eb.Width = vg.Points(1.2)
 			eb.CapWidth = vg.Points(7)
 			p.Add(eb)
-			anyBars = true
+			f.bars[e] = eb
 		}
 		p.Legend.Add(e, l, s)
 		f.lines[e] = append(f.lines[e], l)
 	}
-	f.footer = append(f.footer, samplesNote(d, anyBars))
+	f.footer = append(f.footer, samplesNote(d, true))
 	if ratio, note := ratioLabels(d); ratio != nil {
 		p.Add(ratio)
 		f.footer = append(f.footer, note)

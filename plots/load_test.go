@@ -1,0 +1,264 @@
+package plots
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// dump renders Data as stable text for golden files.
+func dump(d *Data) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config: %+v\n", d.Config)
+	fmt.Fprintf(&b, "engines: %s\n", strings.Join(d.Engines, " "))
+	fmt.Fprintf(&b, "units: %s\n", strings.Join(d.Units, " "))
+	for _, u := range d.Units {
+		for _, e := range d.Engines {
+			for _, p := range d.Series(u, e) {
+				fmt.Fprintf(&b, "%s %s c=%d n=%d median=%.6g lo=%.6g hi=%.6g\n", u, e, p.Concurrency, len(p.Samples), p.Median, p.Lo, p.Hi)
+			}
+		}
+	}
+	return b.String()
+}
+
+// golden compares got with testdata/name, or rewrites it under -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test ./plots -run %s -update to create it", t.Name())
+	assert.Equal(t, string(want), got)
+}
+
+func TestLoadGolden(t *testing.T) {
+	tests := []struct {
+		name   string
+		paths  []string
+		golden string
+	}{
+		// Two per-engine files (engine = file name) give the golden grouping.
+		{"per-engine files", []string{"testdata/two/vllm.txt", "testdata/two/friendli.txt"}, "two.golden"},
+		// The same samples as one multi-engine go test output (engine = /engine key) give the same data.
+		{"multi-engine file", []string{"testdata/two/all.out"}, "two.golden"},
+		// Labels name engines regardless of the file name.
+		{"labelled files", []string{"vllm=testdata/two/vllm.txt", "friendli=testdata/two/friendli.txt"}, "two.golden"},
+		// A simulated run with 3 samples: Simulated set, CI infinite.
+		{"simulated", []string{"testdata/sim/sim-vllm-like.txt", "testdata/sim/sim-friendli-like.txt"}, "sim.golden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Load(tt.paths)
+			require.NoError(t, err)
+			golden(t, tt.golden, dump(d))
+		})
+	}
+}
+
+// TestLoadMatchesBenchstat checks the summaries against numbers printed by
+// `go tool benchstat` on the same files (testdata/two/benchstat.txt holds
+// that output). The medians are benchstat's -format csv values; the CI
+// half-width is its "± x%" column.
+func TestLoadMatchesBenchstat(t *testing.T) {
+	d, err := Load([]string{"testdata/two/vllm.txt", "testdata/two/friendli.txt"})
+	require.NoError(t, err)
+	type want struct {
+		median float64
+		pct    string
+	}
+	benchstat := map[string]map[int]want{ // tok/s
+		"vllm": {1: {76.42500000000001, "2%"}, 2: {149.1, "1%"}, 4: {274, "2%"}, 8: {486.25, "3%"},
+			16: {771.5, "3%"}, 32: {1097.5, "4%"}, 64: {1418, "4%"}},
+		"friendli": {1: {92.84, "1%"}, 2: {182.1, "3%"}, 4: {346.15, "6%"}, 8: {646.05, "2%"},
+			16: {1149.5, "2%"}, 32: {1825, "3%"}, 64: {2623, "5%"}},
+	}
+	ttftSec := map[string]map[int]want{ // ttft-p50-sec in benchstat, ns in our data
+		"vllm":     {1: {0.032310433, "3%"}, 4: {0.0371582655, "6%"}, 64: {0.1502281675, "3%"}},
+		"friendli": {1: {0.023775384500000003, "3%"}, 4: {0.027398235500000003, "2%"}, 64: {0.11089514, "3%"}},
+	}
+	check := func(unit string, scale float64, table map[string]map[int]want) {
+		for engine, levels := range table {
+			got := byLevel(d.Series(unit, engine))
+			require.Len(t, got, 7, "%s %s", unit, engine)
+			for c, w := range levels {
+				p := got[c]
+				assert.InEpsilon(t, w.median, p.Median*scale, 1e-12, "%s %s c=%d median", unit, engine, c)
+				// benchstat's PctRangeString.
+				pct := fmt.Sprintf("%.0f%%", 100*math.Max(p.Hi/p.Median-1, 1-p.Lo/p.Median))
+				assert.Equal(t, w.pct, pct, "%s %s c=%d CI", unit, engine, c)
+				// With 6 samples the 95 % order-statistics CI of the median
+				// is [min, max] (P = 1 - 2/2^6 = 0.969; [2nd, 5th] only 0.78).
+				require.Len(t, p.Samples, 6)
+				assert.Equal(t, slices.Min(p.Samples), p.Lo)
+				assert.Equal(t, slices.Max(p.Samples), p.Hi)
+			}
+		}
+	}
+	check(UnitTokPerSec, 1, benchstat)
+	check(UnitTTFTP50, 1e-9, ttftSec)
+}
+
+func TestLoadConfigAndSamples(t *testing.T) {
+	d, err := Load([]string{"testdata/two/vllm.txt", "testdata/two/friendli.txt"})
+	require.NoError(t, err)
+	assert.Equal(t, Config{Model: "test-model", InputTokens: "64", OutputTokens: "128", Workload: "synthetic in=64 out=128 seed=1"}, d.Config)
+	assert.Equal(t, []string{"friendli", "vllm"}, d.Engines)
+	assert.Equal(t, []int{1, 2, 4, 8, 16, 32, 64}, d.Levels())
+	assert.Equal(t, map[string]string{"vllm": "testdata/two/vllm.txt", "friendli": "testdata/two/friendli.txt"}, d.Files)
+	// Samples keep file order (benchmath sorts its input: Load gives it a copy).
+	first := d.Series(UnitTokPerSec, "vllm")[0]
+	assert.Equal(t, []float64{74.99, 74.87, 77.07, 76.20, 76.65, 77.65}, first.Samples)
+	// Latencies keep their ns unit and value although benchfmt tidies them to seconds.
+	assert.True(t, d.HasUnit("ttft-p50-ns"))
+	assert.False(t, d.HasUnit("ttft-p50-sec"))
+	assert.Equal(t, 32301786.0, d.Series(UnitTTFTP50, "vllm")[0].Samples[0])
+
+	sim, err := Load([]string{"testdata/sim/sim-vllm-like.txt"})
+	require.NoError(t, err)
+	assert.True(t, sim.Config.Simulated)
+	p := sim.Series(UnitTokPerSec, "sim-vllm-like")[0]
+	assert.False(t, p.HasCI(), "3 samples have no finite 95 %% CI")
+	lo, hi := sim.SampleRange()
+	assert.Equal(t, [2]int{3, 3}, [2]int{lo, hi})
+}
+
+func TestLoadSimulatedByName(t *testing.T) {
+	tests := []struct {
+		engine string
+		sim    bool
+	}{
+		{"vllm-sim", true}, // "-sim" suffix marks a simulated engine.
+		{"sim-vllm", true}, // "sim-" prefix too.
+		{"simple", false},  // A name merely starting with "sim" does not.
+		{"vllm", false},    // A plain name without simulated: true is real.
+	}
+	for _, tt := range tests {
+		t.Run(tt.engine, func(t *testing.T) {
+			path := writeFile(t, tt.engine+".txt", "BenchmarkServe/concurrency=1-2\t1\t5 tok/s\n")
+			d, err := Load([]string{path})
+			require.NoError(t, err)
+			assert.Equal(t, tt.sim, d.Config.Simulated)
+		})
+	}
+}
+
+// writeFile writes content to name in a fresh temporary directory.
+func writeFile(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	return path
+}
+
+func TestLoadMissingLevels(t *testing.T) {
+	// Engine b has no result at concurrency 4 and 3 (not a power of two) is
+	// a level: b's series simply lacks that point, it is not zero.
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.txt")
+	b := filepath.Join(dir, "b.txt")
+	require.NoError(t, os.WriteFile(a, []byte("BenchmarkServe/concurrency=1-2\t1\t10 tok/s\nBenchmarkServe/concurrency=3-2\t1\t25 tok/s\nBenchmarkServe/concurrency=4-2\t1\t30 tok/s\n"), 0o644))
+	require.NoError(t, os.WriteFile(b, []byte("BenchmarkServe/concurrency=1-2\t1\t20 tok/s\nBenchmarkServe/concurrency=3-2\t1\t50 tok/s\n"), 0o644))
+	d, err := Load([]string{a, b})
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 3, 4}, d.Levels())
+	var cs []int
+	for _, p := range d.Series(UnitTokPerSec, "b") {
+		cs = append(cs, p.Concurrency)
+	}
+	assert.Equal(t, []int{1, 3}, cs)
+	assert.Nil(t, d.Series("ttft-p50-ns", "a"))
+}
+
+func TestLoadIgnoresOtherBenchmarks(t *testing.T) {
+	// go test stdout may hold micro-benchmarks of the same package; only
+	// BenchmarkServe results are plotted, and test chatter is skipped.
+	path := writeFile(t, "e.txt", "goos: linux\nBenchmarkParse-2\t1000\t123 ns/op\n"+
+		"BenchmarkServe/concurrency=1-2\n--- BENCH: BenchmarkServe\n    log line\n"+
+		"BenchmarkServe/concurrency=1-2\t1\t10 tok/s\nPASS\n")
+	d, err := Load([]string{path})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"tok/s"}, d.Units)
+	assert.Len(t, d.Series(UnitTokPerSec, "e"), 1)
+}
+
+func TestLoadBadInput(t *testing.T) {
+	tests := []struct {
+		name  string
+		paths []string
+		want  []string // substrings of the error
+	}{
+		// No paths at all.
+		{"no paths", nil, []string{"no input files"}},
+		// A file that does not exist is named.
+		{"missing file", []string{"testdata/nope.txt"}, []string{"testdata/nope.txt", "no such file"}},
+		// A malformed Benchmark line is reported with file:line and benchfmt's reason.
+		{"malformed line", []string{"testdata/bad/malformed.txt"}, []string{"testdata/bad/malformed.txt:5:", "iteration count"}},
+		// A file with only a header and PASS has no results.
+		{"no results", []string{"testdata/bad/noresults.txt"}, []string{"no BenchmarkServe result lines", "testdata/bad/noresults.txt"}},
+		// Engines with different units: the line and the first result's line are named, with the difference.
+		{"units differ", []string{"testdata/bad/units-a.txt", "testdata/bad/units-b.txt"}, []string{"testdata/bad/units-b.txt:3:", "testdata/bad/units-a.txt:2", "missing tpot-p50-ns"}},
+		// Different models cannot share a chart.
+		{"model differs", []string{"testdata/bad/model-a.txt", "testdata/bad/model-b.txt"}, []string{"testdata/bad/model-b.txt:2:", "model", "other-model", "testdata/bad/model-a.txt:2"}},
+		// Concurrency 0 would break the log axis.
+		{"zero concurrency", []string{"testdata/bad/conc.txt"}, []string{"testdata/bad/conc.txt:3:", "not a positive integer"}},
+		// A Serve result without /concurrency.
+		{"no concurrency key", []string{"testdata/bad/noconc.txt"}, []string{"testdata/bad/noconc.txt:2:", "/concurrency"}},
+		// NaN is not a measurement.
+		{"NaN value", []string{"testdata/bad/nan.txt"}, []string{"testdata/bad/nan.txt:2:", "tok/s = NaN"}},
+		// Nor is a negative rate.
+		{"negative value", []string{"testdata/bad/negative.txt"}, []string{"testdata/bad/negative.txt:2:", "tok/s = -500"}},
+		// The same engine twice would double its samples silently.
+		{"engine twice", []string{"testdata/two/all.out", "testdata/two/vllm.txt"}, []string{"testdata/two/vllm.txt:10:", `engine "vllm" already read from testdata/two/all.out`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Load(tt.paths)
+			require.Error(t, err)
+			assert.Nil(t, d)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+// FuzzLoad checks that reading arbitrary content never panics, and that
+// whatever loads can be turned into charts without panicking either.
+func FuzzLoad(f *testing.F) {
+	seeds, err := filepath.Glob("testdata/*/*.txt")
+	require.NoError(f, err)
+	sort.Strings(seeds)
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		require.NoError(f, err)
+		f.Add(b)
+	}
+	f.Add([]byte("BenchmarkServe/concurrency=1-2\t1\t1e308 tok/s\t0 tpot-p50-ns\t0 ttft-p50-ns\n"))
+	f.Add([]byte("BenchmarkServe/engine=/concurrency=99999999999999999999-2\t1\t1 tok/s\n"))
+	f.Add([]byte("Unit tok/s better=higher\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n"))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		path := filepath.Join(t.TempDir(), "e.txt")
+		require.NoError(t, os.WriteFile(path, content, 0o644))
+		d, err := Load([]string{path})
+		if err != nil {
+			assert.NotEmpty(t, err.Error())
+			return
+		}
+		require.NotEmpty(t, d.Engines)
+		_, _, _ = figures(d)
+	})
+}
