@@ -16,9 +16,9 @@
 //
 // The word count starts at one word per target token and is calibrated
 // against the server, which counts prompt tokens the way that matters —
-// chat-template tokens included, as usage.prompt_tokens reports them. Send a
-// probe built by Request, then call Calibrate with the probe and its reported
-// prompt_tokens. Calibrate fits prompt_tokens = a + b·words (words = every
+// chat-template tokens included, as usage.prompt_tokens reports them. Send
+// Probe(), then call Calibrate with its reported prompt_tokens; do it twice
+// for an exact fit (CalibrateWith takes any request of this workload). Calibrate fits prompt_tokens = a + b·words (words = every
 // whitespace-separated field of the messages) by least squares over all
 // probes so far — with a single probe it assumes a = 0 — and sets the filler
 // count to (InputTokens − a)/b minus the id. For a server whose count is
@@ -106,9 +106,14 @@ type Workload struct {
 	skipped int
 
 	mu    sync.RWMutex
-	words int   // filler words per synthetic prompt
-	obs   []obs // calibration observations
+	words int              // filler words per synthetic prompt
+	obs   []obs            // calibration observations
+	probe *engines.Request // the last Probe, for Calibrate
 }
+
+// probeSeq is the seq of Probe's request: outside every run's range, so the
+// probe's prompt (its id and its words) is never one a run sends.
+const probeSeq = -1
 
 type obs struct{ words, tokens float64 }
 
@@ -226,14 +231,46 @@ func (w *Workload) Len() int {
 	return 0
 }
 
-// Calibrate records that the server reported `reported` prompt tokens for
-// probe (a request built by this workload's Request) and refits the filler
-// word count so prompt_tokens ≈ InputTokens; see the package doc for the
-// method. It fails, keeping the previous count, when reported is not a count,
-// when the fit is not increasing in words, and on dataset workloads
-// (ErrNotSynthetic); when InputTokens is below the fitted fixed overhead it
-// uses one filler word and says so.
-func (w *Workload) Calibrate(probe engines.Request, reported int) error {
+// Probe returns a request for a preflight probe: for synthetic prompts one
+// at the current calibration whose id (-1) no run uses; for a dataset its
+// request 0. Calibrate uses the most recent Probe.
+func (w *Workload) Probe() engines.Request {
+	if w.entries != nil {
+		return w.Request(0)
+	}
+	r := w.Request(probeSeq)
+	w.mu.Lock()
+	w.probe = &r
+	w.mu.Unlock()
+	return r
+}
+
+// Calibrate is CalibrateWith on the most recent Probe.
+func (w *Workload) Calibrate(reported int) error {
+	if w.entries != nil {
+		return ErrNotSynthetic
+	}
+	w.mu.RLock()
+	p := w.probe
+	w.mu.RUnlock()
+	if p == nil {
+		return errors.New("workload: calibrate: no Probe was sent yet")
+	}
+	return w.CalibrateWith(*p, reported)
+}
+
+// CalibrateWith records that the server reported `reported` prompt tokens
+// for probe (a request built by this workload) and refits the filler word
+// count so prompt_tokens ≈ InputTokens; see the package doc for the method.
+// One probe assumes no fixed overhead and is within a few percent (+2.3 %
+// for a 128-token target on a bytes/4 counter with a 7-token template); a
+// second probe at the new length separates the chat template's overhead from
+// the per-word cost and lands within ±2 tokens. It fails, keeping the
+// previous count, when reported is not a count, when the fit is not
+// increasing in words, and on dataset workloads (ErrNotSynthetic); when
+// InputTokens is below the fitted fixed overhead it uses one filler word and
+// says so.
+func (w *Workload) CalibrateWith(probe engines.Request, reported int) error {
 	if w.entries != nil {
 		return ErrNotSynthetic
 	}

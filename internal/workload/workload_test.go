@@ -196,7 +196,7 @@ func TestCalibrateConverges(t *testing.T) {
 			require.NoError(t, err)
 			for probe := range 2 {
 				req := w.Request(1_000_000 + probe)
-				require.NoError(t, w.Calibrate(req, tt.server(req)))
+				require.NoError(t, w.CalibrateWith(req, tt.server(req)))
 			}
 			// After two probes, every later request is within ±2 tokens.
 			for seq := range 50 {
@@ -213,21 +213,21 @@ func TestCalibrateErrors(t *testing.T) {
 	words := w.Words()
 	req := w.Request(0)
 
-	err = w.Calibrate(req, 0)
+	err = w.CalibrateWith(req, 0)
 	require.Error(t, err, "no usage reported")
 	assert.Contains(t, err.Error(), "include_usage")
 	assert.Equal(t, words, w.Words(), "unchanged after an error")
 
-	require.Error(t, w.Calibrate(engines.Request{}, 10), "no words in the probe")
+	require.Error(t, w.CalibrateWith(engines.Request{}, 10), "no words in the probe")
 
 	// A 40-token template leaves no room for a 10-token prompt: the first
 	// probe's proportional fit shrinks the prompt, the second probe (a
 	// different word count) reveals the overhead.
 	template40 := func(r engines.Request) int { return 40 + len(strings.Fields(r.Messages[0].Content)) }
-	require.NoError(t, w.Calibrate(req, template40(req)))
+	require.NoError(t, w.CalibrateWith(req, template40(req)))
 	require.NotEqual(t, words, w.Words(), "the first probe changed the word count")
 	req2 := w.Request(1)
-	err = w.Calibrate(req2, template40(req2))
+	err = w.CalibrateWith(req2, template40(req2))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "below the fixed overhead of about 41 tokens")
 	assert.Equal(t, 1, w.Words())
@@ -235,16 +235,40 @@ func TestCalibrateErrors(t *testing.T) {
 	// Fewer tokens for more words is not a tokenizer.
 	w2, err := New(Spec{InputTokens: 100, OutputTokens: 8})
 	require.NoError(t, err)
-	require.NoError(t, w2.Calibrate(w2.Request(0), 200)) // 100 words → 200 tokens: halve the words
+	require.NoError(t, w2.CalibrateWith(w2.Request(0), 200)) // 100 words → 200 tokens: halve the words
 	require.Equal(t, 49, w2.Words())
-	err = w2.Calibrate(w2.Request(1), 300) // 50 words → 300 tokens
+	err = w2.CalibrateWith(w2.Request(1), 300) // 50 words → 300 tokens
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "do not grow")
 
 	path := writeFile(t, "d.jsonl", `{"prompt":"hi","max_tokens":3}`)
 	ds, err := New(Spec{Dataset: path})
 	require.NoError(t, err)
-	require.ErrorIs(t, ds.Calibrate(ds.Request(0), 5), ErrNotSynthetic)
+	require.ErrorIs(t, ds.CalibrateWith(ds.Request(0), 5), ErrNotSynthetic)
+}
+
+// TestProbeCalibrate: the Probe/Calibrate pair as the suite's preflight uses
+// it, against a counter like the simulated engine's (bytes/4 + 7 template
+// tokens): one probe is within 3 %, two are within ±2 tokens.
+func TestProbeCalibrate(t *testing.T) {
+	fakeLike := func(r engines.Request) int { return (len(r.Messages[0].Content)+3)/4 + 7 }
+	w, err := New(Spec{InputTokens: 128, OutputTokens: 8, Seed: 1})
+	require.NoError(t, err)
+	require.ErrorContains(t, w.Calibrate(100), "no Probe")
+
+	p := w.Probe()
+	assert.True(t, strings.HasPrefix(p.Messages[0].Content, "-00000001 "), "the probe's id is outside every run")
+	uncalibrated := fakeLike(w.Request(0))
+	require.NoError(t, w.Calibrate(fakeLike(p)))
+	one := fakeLike(w.Request(0))
+	assert.InEpsilon(t, 128, one, 0.03, "one probe: %d tokens (uncalibrated %d)", one, uncalibrated)
+	assert.Greater(t, math.Abs(float64(uncalibrated-128)), math.Abs(float64(one-128)))
+
+	p = w.Probe()
+	require.NoError(t, w.Calibrate(fakeLike(p)))
+	for seq := range 20 {
+		assert.InDelta(t, 128, fakeLike(w.Request(seq)), 2)
+	}
 }
 
 func writeFile(t *testing.T, name, content string) string {
