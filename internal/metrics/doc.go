@@ -24,9 +24,11 @@
 //     between their arrivals divided by the k tokens of the later chunk, giving
 //     k equal values; pooled over all requests. A request with a single chunk
 //     contributes none. Tokens of the first chunk beyond the first arrive with
-//     it and get no ITL value. Where a chunk's token count is unknown
-//     (Chunk.Tokens = 0) it is taken as 1, so ITL degrades to the chunk gap;
-//     such requests are counted in ChunkITL and warned about.
+//     it and get no ITL value. The k come from Chunk.Tokens: exact with
+//     per-chunk usage (TokenSource continuous-usage); with only a final usage
+//     total spread over fewer chunks than tokens they are estimates, and an
+//     unknown count (0) is taken as 1; such requests are counted in
+//     EstimatedITL and warned about.
 //   - QueuedTTFT and QueuedE2E are the same from Intended (when the load
 //     generator wanted to send) instead of Sent, so client-side queueing shows
 //     (coordinated omission; AIPerf's effective_latency).

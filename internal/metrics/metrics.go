@@ -25,41 +25,51 @@ type MessageCount struct {
 type Summary struct {
 	// Requests is the number of measured requests; Failed those that failed
 	// (record.Failed); Interrupted those cancelled because the run was stopped.
-	Requests, Failed, Interrupted int
+	Requests    int `json:"requests"`
+	Failed      int `json:"failed"`
+	Interrupted int `json:"interrupted"`
 	// Errors counts failed measured requests by kind (Canceled excluded).
-	Errors map[record.ErrorKind]int
+	Errors map[record.ErrorKind]int `json:"errors,omitempty"`
 	// ErrorMessages keeps, per kind, the most frequent distinct messages
 	// (at most three, most frequent first).
-	ErrorMessages map[record.ErrorKind][]MessageCount
+	ErrorMessages map[record.ErrorKind][]MessageCount `json:"error_messages,omitempty"`
 
 	// Window is the length of the measured window.
-	Window time.Duration
+	Window time.Duration `json:"window_ns"`
 	// OutputTokens is the output tokens delivered inside the window (any
 	// phase); PromptTokens the prompt tokens counted inside it.
-	OutputTokens, PromptTokens float64
+	OutputTokens float64 `json:"output_tokens"`
+	PromptTokens float64 `json:"prompt_tokens"`
 	// MeasuredOutputTokens is the output tokens of all measured requests.
-	MeasuredOutputTokens float64
+	MeasuredOutputTokens float64 `json:"measured_output_tokens"`
 
-	OutputTokPerSec        float64
-	TotalTokPerSec         float64
-	FullRunOutputTokPerSec float64
-	ReqPerSec              float64
-	ErrorRate              float64
+	OutputTokPerSec        float64 `json:"output_tok_per_s"`
+	TotalTokPerSec         float64 `json:"total_tok_per_s"`
+	FullRunOutputTokPerSec float64 `json:"full_run_output_tok_per_s"`
+	ReqPerSec              float64 `json:"req_per_s"`
+	ErrorRate              float64 `json:"error_rate"`
 
-	TTFT, TPOT, ITL, E2E, QueuedTTFT, QueuedE2E Dist
+	TTFT       Dist `json:"ttft"`
+	TPOT       Dist `json:"tpot"`
+	ITL        Dist `json:"itl"`
+	E2E        Dist `json:"e2e"`
+	QueuedTTFT Dist `json:"queued_ttft"`
+	QueuedE2E  Dist `json:"queued_e2e"`
 
 	// LengthMismatches counts measured requests whose output length differs
 	// from the fixed length requested (flagged by the client or seen here).
-	LengthMismatches int
+	LengthMismatches int `json:"length_mismatches"`
 	// FallbackTokenCounts counts measured requests whose output tokens are a
 	// chunk count because the server sent no usage.
-	FallbackTokenCounts int
-	// ChunkITL counts successful measured requests whose ITL values are per
-	// chunk because per-chunk token counts were unknown.
-	ChunkITL int
+	FallbackTokenCounts int `json:"fallback_token_counts"`
+	// EstimatedITL counts successful measured requests whose per-chunk token
+	// counts are estimates, so their ITL values are too: a final usage total
+	// spread over multi-token chunks (TokenSource usage with fewer chunks than
+	// tokens), or chunks of unknown size (Tokens 0, taken as 1).
+	EstimatedITL int `json:"estimated_itl"`
 	// MissingPromptTokens counts requests that contributed output in the window
 	// but whose prompt tokens the server did not report.
-	MissingPromptTokens int
+	MissingPromptTokens int `json:"missing_prompt_tokens"`
 	// Warnings are human-readable caveats about this Summary.
 	Warnings []string
 }
@@ -144,19 +154,19 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 		if n >= 2 {
 			tpot = append(tpot, (last-first)/time.Duration(n-1))
 		}
-		known := true
+		exact := !(r.TokenSource == record.Usage && len(r.Chunks) != r.OutputTokens)
 		for j := 1; j < len(r.Chunks); j++ {
 			k := r.Chunks[j].Tokens
 			if k <= 0 {
-				k, known = 1, false
+				k, exact = 1, false
 			}
 			gap := (r.Chunks[j].At - r.Chunks[j-1].At) / time.Duration(k)
 			for range k {
 				itl = append(itl, gap)
 			}
 		}
-		if !known && len(r.Chunks) > 1 {
-			s.ChunkITL++
+		if !exact && len(r.Chunks) > 1 {
+			s.EstimatedITL++
 		}
 	}
 
@@ -259,8 +269,8 @@ func warnings(s *Summary) []string {
 	if s.FallbackTokenCounts > 0 {
 		ws = append(ws, fmt.Sprintf("%d measured requests had no usage from the server: output tokens are chunk counts and undercount multi-token chunks (enable stream_options.include_usage)", s.FallbackTokenCounts))
 	}
-	if s.ChunkITL > 0 {
-		ws = append(ws, fmt.Sprintf("%d measured requests had chunks of unknown token count: their ITL values are per chunk, not per token (enable continuous usage stats)", s.ChunkITL))
+	if s.EstimatedITL > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests had multi-token chunks of unknown size: their ITL values spread the usage total evenly over chunks (exact only with per-chunk usage, e.g. vLLM continuous_usage_stats)", s.EstimatedITL))
 	}
 	if s.LengthMismatches > 0 {
 		ws = append(ws, fmt.Sprintf("%d measured requests produced a different output length than requested: the engine did not honour the fixed length (ignore_eos/min_tokens)", s.LengthMismatches))

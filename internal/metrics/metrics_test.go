@@ -132,7 +132,7 @@ func TestSummarize(t *testing.T) {
 				assert.Equal(t, ms(10), s.ITL.Min)
 				assert.Equal(t, ms(10), s.ITL.Max)
 				assert.Equal(t, ms(10), s.TPOT.P50)
-				assert.Zero(t, s.ChunkITL)
+				assert.Zero(t, s.EstimatedITL)
 			},
 		},
 		{
@@ -270,11 +270,28 @@ func TestSummarize(t *testing.T) {
 			check: func(t *testing.T, s Summary) {
 				assert.InDelta(t, 3, s.OutputTokens, 1e-9)
 				assert.InDelta(t, 6, s.MeasuredOutputTokens, 1e-9)
-				assert.Equal(t, 1, s.ChunkITL)
+				assert.Equal(t, 1, s.EstimatedITL)
 				assert.Equal(t, 1, s.ITL.N)
 				assert.Equal(t, ms(30), s.ITL.Max)
 				assert.Equal(t, ms(6), s.TPOT.P50) // 30 ms / (6−1)
-				assertWarning(t, s, "per chunk")
+				assertWarning(t, s, "spread the usage total")
+			},
+		},
+		{
+			// Final usage only (7 tokens over 3 chunks, spread 3/2/2 by the client): throughput
+			// is exact, ITL values are estimates and flagged.
+			name: "usage spread over chunks is flagged as estimated ITL",
+			recs: func() []record.Record {
+				r := measured(0, chunks(100, 3, 120, 2, 140, 2), 7)
+				r.TokenSource = record.Usage
+				return []record.Record{r}
+			}(),
+			window: wide,
+			check: func(t *testing.T, s Summary) {
+				assert.InDelta(t, 7, s.OutputTokens, 1e-9)
+				assert.Equal(t, 4, s.ITL.N) // 2 + 2 tokens after the first chunk
+				assert.Equal(t, ms(10), s.ITL.P50)
+				assert.Equal(t, 1, s.EstimatedITL)
 			},
 		},
 		{
