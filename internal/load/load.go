@@ -41,7 +41,7 @@ import (
 )
 
 // DoFunc runs one request. It must stamp rec.Sent, rec.Chunks and rec.Done
-// (offsets from the run epoch), set rec.Error on failure — record.Canceled
+// (offsets from the run's Epoch: give the client the same epoch), set rec.Error on failure — record.Canceled
 // when ctx ended it — and return promptly once ctx is done.
 type DoFunc func(ctx context.Context, rec *record.Record)
 
@@ -248,8 +248,9 @@ func execOne(ctx context.Context, do DoFunc, now func() time.Time, epoch time.Ti
 
 // Dispatch starts the next measured request on the next free slot, blocking
 // until one is free. The first Dispatch also waits until every slot has
-// started its first request, so no measured request runs during the ramp-up. It returns an error, and starts nothing, when the run's
-// context is done or Finish was called.
+// started its first request, so no measured request runs during the ramp-up.
+// It returns an error, and starts nothing, when the run's context is done or
+// Finish was called; a benchmark loop should then stop dispatching.
 func (r *Run) Dispatch() error {
 	if r.finished {
 		return ErrFinished
