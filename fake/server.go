@@ -1,0 +1,329 @@
+// Package fake is the simulated LLM inference engine's HTTP server: an
+// OpenAI-compatible API shaped like vLLM's (POST /v1/chat/completions and
+// /v1/completions, streaming or not; GET /v1/models, /health and /metrics)
+// in front of the continuous-batching simulation of package fake/sim.
+//
+// The server is the suite's demo engine and its correctness oracle, so it
+// writes its own JSON and SSE and shares no protocol code with engines/.
+//
+// # Streams
+//
+// A streamed chat completion sends its response headers only when the first
+// token is ready (after TTFT), together with a role-only chunk
+// (delta {"role":"assistant","content":""}) and the first content chunk.
+// Every later chunk carries Options.TokensPerChunk tokens (the last one may
+// carry fewer), each flushed as soon as the engine step that produced it
+// ends. After the last token, in the same write: a finish chunk with an
+// empty delta and finish_reason "length" (the output limit was reached) or
+// "stop" (a simulated EOS); a usage chunk (choices [], usage
+// {prompt_tokens, completion_tokens, total_tokens}) when
+// stream_options.include_usage is true; and "data: [DONE]". With
+// stream_options.continuous_usage_stats as well (vLLM needs both), every
+// chunk carries the cumulative usage. /v1/completions streams the same way
+// with text_completion objects and no role chunk.
+//
+// # Output length
+//
+// The output limit is max_completion_tokens, else max_tokens, else the
+// configuration's DefaultTokens. With ignore_eos true, or min_tokens equal
+// to the limit, exactly the limit is generated. Otherwise the simulated EOS
+// comes at a natural length drawn uniformly from [max(min_tokens,1), limit]
+// by a hash of Options.Seed and the request's index, so the same requests in
+// the same order get the same lengths. finish_reason is "length" when the
+// output reached the limit and "stop" otherwise.
+//
+// Prompt tokens are estimated, never tokenized: see EstimatePromptTokens
+// (chat) and ceil(bytes/4) for a completions prompt.
+//
+// # Failure injection
+//
+// With Options.ErrorRate F > 0, each request (numbered in arrival order among
+// well-formed requests) fails with probability F, decided by a hash of
+// Options.Seed and its index, with a kind drawn the same way from
+// Options.ErrorKinds: "429" and "500" answer at once with that status and an
+// OpenAI error body; "cut" closes the connection after about half of the
+// output tokens; "hang" sends about half of them (a stream) or nothing (no
+// stream) and then stays silent until the client leaves or the server
+// closes; "malformed" sends a data line that is not JSON in place of the
+// next chunk (a stream; the rest follows normally) or a non-JSON body.
+//
+// # Firehose
+//
+// A configuration with PrefillMs = PerTokenMs = 0 (sim.Config.Firehose)
+// runs no engine: every response is written as fast as the server can, to
+// measure clients.
+package fake
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/inferbench/inferbench/fake/sim"
+)
+
+// Options are the HTTP-level options of a Server. The zero value is valid:
+// every field documents its default.
+type Options struct {
+	// Model is the served model name; requests for another model get 404.
+	// Default: "fake-model".
+	Model string
+	// EngineName is a label only (e.g. "vLLM"): it appears as owned_by in
+	// /v1/models and in log lines. Default: "fake".
+	EngineName string
+	// TokensPerChunk packs k tokens into each SSE chunk, as engines with
+	// speculative decoding do; a chunk goes out once k tokens are generated.
+	// Default (0): 1.
+	TokensPerChunk int
+	// MaxBodyBytes is the largest request body accepted; a larger one gets
+	// 413 without being read. Default (0): 1 MiB.
+	MaxBodyBytes int64
+	// ErrorRate is the fraction, in [0, 1], of requests that fail on purpose
+	// (see the package doc). Default: 0.
+	ErrorRate float64
+	// ErrorKinds are the failures to inject, from "429", "500", "cut",
+	// "hang" and "malformed". Required when ErrorRate > 0.
+	ErrorKinds []string
+	// Seed makes failure injection, natural output lengths and filler text
+	// deterministic. Default: 0 (a valid seed).
+	Seed int64
+	// Logf, if set, receives one line per notable event (injected failures,
+	// aborted streams). nil is silent: the library never prints.
+	Logf func(format string, args ...any)
+}
+
+// errorKinds are the valid Options.ErrorKinds.
+var errorKinds = []string{"429", "500", "cut", "hang", "malformed"}
+
+// Server is the simulated engine's HTTP front end. Create it with NewServer
+// and release it with Close.
+type Server struct {
+	cfg       sim.Config
+	opts      Options
+	eng       *sim.Engine // nil for the firehose
+	mux       *http.ServeMux
+	modelJSON []byte // opts.Model as a JSON string
+
+	reqs      atomic.Uint64 // well-formed completion requests so far
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	// Firehose counters (the engine keeps its own).
+	fhRunning     atomic.Int64
+	fhPromptTotal atomic.Uint64
+	fhGenTotal    atomic.Uint64
+}
+
+// NewServer validates cfg and opts, fills the defaults and starts the
+// simulated engine (none for the firehose). Call Close to stop it.
+func NewServer(cfg sim.Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fake: %w", err)
+	}
+	if opts.Model == "" {
+		opts.Model = "fake-model"
+	}
+	if opts.EngineName == "" {
+		opts.EngineName = "fake"
+	}
+	switch {
+	case opts.TokensPerChunk < 0:
+		return nil, fmt.Errorf("fake: TokensPerChunk is %d: must be ≥ 1 (0 means 1)", opts.TokensPerChunk)
+	case opts.TokensPerChunk == 0:
+		opts.TokensPerChunk = 1
+	}
+	switch {
+	case opts.MaxBodyBytes < 0:
+		return nil, fmt.Errorf("fake: MaxBodyBytes is %d: must be ≥ 1 (0 means 1 MiB)", opts.MaxBodyBytes)
+	case opts.MaxBodyBytes == 0:
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if !(opts.ErrorRate >= 0 && opts.ErrorRate <= 1) { // also rejects NaN
+		return nil, fmt.Errorf("fake: error rate is %v: must be a fraction in [0, 1]", opts.ErrorRate)
+	}
+	for _, k := range opts.ErrorKinds {
+		if !slices.Contains(errorKinds, k) {
+			return nil, fmt.Errorf("fake: unknown error kind %q: use a comma-separated subset of %s", k, strings.Join(errorKinds, ","))
+		}
+	}
+	if opts.ErrorRate > 0 && len(opts.ErrorKinds) == 0 {
+		return nil, fmt.Errorf("fake: error rate %v needs error kinds: choose from %s", opts.ErrorRate, strings.Join(errorKinds, ","))
+	}
+	opts.ErrorKinds = slices.Clone(opts.ErrorKinds)
+	mj, err := json.Marshal(opts.Model)
+	if err != nil {
+		return nil, fmt.Errorf("fake: model name %q: %w", opts.Model, err)
+	}
+	s := &Server{cfg: cfg, opts: opts, modelJSON: mj, done: make(chan struct{})}
+	if !cfg.Firehose() {
+		if s.eng, err = sim.NewEngine(cfg); err != nil {
+			return nil, fmt.Errorf("fake: starting the engine: %w", err)
+		}
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/v1/chat/completions", s.only(s.completions(true), http.MethodPost))
+	s.mux.HandleFunc("/v1/completions", s.only(s.completions(false), http.MethodPost))
+	s.mux.HandleFunc("/v1/models", s.only(s.models, http.MethodGet, http.MethodHead))
+	s.mux.HandleFunc("/health", s.only(s.health, http.MethodGet, http.MethodHead))
+	s.mux.HandleFunc("/metrics", s.only(s.metrics, http.MethodGet, http.MethodHead))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s: the simulated engine serves /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics", r.Method, r.URL.Path))
+	})
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Engine returns the simulated engine, for its statistics in tests; nil for
+// the firehose configuration.
+func (s *Server) Engine() *sim.Engine { return s.eng }
+
+// Config returns the engine configuration the server runs.
+func (s *Server) Config() sim.Config { return s.cfg }
+
+// Close stops the engine and ends every open stream (hanging ones too). It
+// is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.eng != nil {
+			s.eng.Close()
+		}
+	})
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// only wraps h so that other methods get 405 with an Allow header.
+func (s *Server) only(h http.HandlerFunc, methods ...string) http.HandlerFunc {
+	allow := strings.Join(methods, ", ")
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s: use %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// errorTypes are the OpenAI-style error types by status, as vLLM names them.
+var errorTypes = map[int]string{
+	http.StatusBadRequest:            "BadRequestError",
+	http.StatusNotFound:              "NotFoundError",
+	http.StatusMethodNotAllowed:      "MethodNotAllowedError",
+	http.StatusRequestEntityTooLarge: "RequestTooLargeError",
+	http.StatusTooManyRequests:       "RateLimitError",
+	http.StatusInternalServerError:   "InternalServerError",
+	http.StatusServiceUnavailable:    "ServiceUnavailableError",
+}
+
+// writeError answers with OpenAI's error shape:
+// {"error":{"message":…,"type":…,"param":null,"code":status}}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	typ := errorTypes[status]
+	if typ == "" {
+		typ = "Error"
+	}
+	b := []byte(`{"error":{"message":`)
+	b = appendJSONString(b, msg)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","param":null,"code":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, "}}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// readBody reads at most MaxBodyBytes; a larger body is refused without
+// reading it (Content-Length) or as soon as the limit is crossed. ok false
+// means the answer was written.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	limit := s.opts.MaxBodyBytes
+	tooLarge := func() {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than the limit of %d bytes", limit))
+	}
+	if r.ContentLength > limit {
+		tooLarge()
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge()
+		} else {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the request body: %v", err))
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+// models answers like vLLM: {"object":"list","data":[{"id":…,"object":"model",…}]}.
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	b := []byte(`{"object":"list","data":[{"id":`)
+	b = append(b, s.modelJSON...)
+	b = append(b, `,"object":"model","created":`...)
+	b = strconv.AppendInt(b, time.Now().Unix(), 10)
+	b = append(b, `,"owned_by":`...)
+	b = appendJSONString(b, s.opts.EngineName)
+	b = append(b, `,"root":`...)
+	b = append(b, s.modelJSON...)
+	b = append(b, `,"parent":null}]}`+"\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+// metrics writes vLLM's main gauges and counters in the Prometheus text
+// format (version 0.0.4). kv_cache_usage_perc is a fraction in [0, 1], as in
+// vLLM despite its name.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	var st sim.Stats
+	if s.eng != nil {
+		st = s.eng.Stats()
+	} else {
+		st.Running = int(s.fhRunning.Load())
+		st.PromptTokensTotal = s.fhPromptTotal.Load()
+		st.GenerationTokensTotal = s.fhGenTotal.Load()
+	}
+	kv := 0.0
+	if st.KVCapacityTokens > 0 {
+		kv = float64(st.KVUsedTokens) / float64(st.KVCapacityTokens)
+	}
+	label := `{model_name=` + string(s.modelJSON) + `}`
+	var b strings.Builder
+	metric := func(name, typ, help, value string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s%s %s\n", name, help, name, typ, name, label, value)
+	}
+	metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", strconv.Itoa(st.Running))
+	metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", strconv.Itoa(st.Waiting))
+	metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", strconv.FormatFloat(kv, 'g', -1, 64))
+	metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", strconv.FormatUint(st.PromptTokensTotal, 10))
+	metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", strconv.FormatUint(st.GenerationTokensTotal, 10))
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = io.WriteString(w, b.String())
+}
