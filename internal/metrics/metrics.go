@@ -59,8 +59,8 @@ type Summary struct {
 	// LengthMismatches counts measured requests whose output length differs
 	// from the fixed length requested (flagged by the client or seen here).
 	LengthMismatches int `json:"length_mismatches"`
-	// FallbackTokenCounts counts measured requests whose output tokens are a
-	// chunk count because the server sent no usage.
+	// FallbackTokenCounts counts successful measured requests whose output
+	// tokens are a chunk count because the server sent no usage.
 	FallbackTokenCounts int `json:"fallback_token_counts"`
 	// EstimatedITL counts successful measured requests whose per-chunk token
 	// counts are estimates, so their ITL values are too: a final usage total
@@ -122,9 +122,6 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 		if r.Error == record.LengthMismatch || (r.Error == record.OK && r.RequestedTokens > 0 && n != r.RequestedTokens) {
 			s.LengthMismatches++
 		}
-		if len(r.Chunks) > 0 && (r.TokenSource == record.ChunkCount || r.OutputTokens == 0) {
-			s.FallbackTokenCounts++
-		}
 
 		switch {
 		case r.Error == record.Canceled:
@@ -142,6 +139,9 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 
 		if w.Contains(r.Done) {
 			s.ReqPerSec++ // divided by the window below
+		}
+		if len(r.Chunks) > 0 && (r.TokenSource == record.ChunkCount || r.OutputTokens == 0) {
+			s.FallbackTokenCounts++ // a cut stream has no usage by nature: only successes count here
 		}
 		if len(r.Chunks) == 0 {
 			continue // a success without output cannot happen (EmptyOutput), but never divide by it

@@ -171,12 +171,14 @@ func TestSummarize(t *testing.T) {
 				r.TokenSource = record.ChunkCount
 				r2 := measured(0, chunks(100, 0, 110, 0), 0) // nothing reported at all
 				r2.TokenSource = ""
-				return []record.Record{r, r2}
+				cut := measured(0, chunks(100, 1), 0) // a cut stream never has usage: not a fallback
+				cut.Error, cut.TokenSource = record.StreamCut, ""
+				return []record.Record{r, r2, cut}
 			}(),
 			window: wide,
 			check: func(t *testing.T, s Summary) {
 				assert.Equal(t, 2, s.FallbackTokenCounts)
-				assert.InDelta(t, 5, s.OutputTokens, 1e-9) // 3 + 1 per chunk of the unreported one
+				assert.InDelta(t, 6, s.OutputTokens, 1e-9) // 3 + 1 per chunk of the unreported and the cut one
 				assert.Equal(t, 2, s.TPOT.N)               // chunk count 2 still gives a TPOT
 				assertWarning(t, s, "no usage")
 			},
