@@ -537,7 +537,6 @@ func paretoFigure(d *Data) (*figure, []error) {
 			line.add(x, t.Median, t.Median, t.Median)
 			lab.XYs = append(lab.XYs, plotter.XY{X: x, Y: t.Median})
 			lab.Labels = append(lab.Labels, strconv.Itoa(pt.Concurrency))
-			xmax, ymax = max(xmax, x), max(ymax, t.Median)
 		}
 		if line.Len() == 0 {
 			continue
@@ -559,6 +558,9 @@ func paretoFigure(d *Data) (*figure, []error) {
 			labels.TextStyle[j].YAlign = draw.YBottom
 		}
 		labels.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(3)}
+		for j := range line.Len() {
+			xmax, ymax = max(xmax, line.x[j]), max(ymax, line.y[j])
+		}
 		p.Add(l, s, labels)
 		p.Legend.Add(e, l, s)
 		f.lines[e] = append(f.lines[e], l)

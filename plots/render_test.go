@@ -198,6 +198,14 @@ func TestRenderSkips(t *testing.T) {
 			[]string{ThroughputPNG, LatencyPNG, ParetoPNG},
 			[]string{"e TTFT p50 at concurrency 2 is 0", "e at concurrency 2: TPOT p50 is 0"},
 		},
+		// Extreme values (1e308 tok/s, a huge level, an infinite per-user rate) draw or are reported, never panic or hang.
+		{
+			"extreme values",
+			"BenchmarkServe/concurrency=1-2\t1\t1e308 tok/s\t1e300 tpot-p50-ns\t1e-300 ttft-p50-ns\n" +
+				"BenchmarkServe/concurrency=9223372036854775807-2\t1\t1e-300 tok/s\t1e-300 tpot-p50-ns\t1e308 ttft-p50-ns\n",
+			[]string{ThroughputPNG, LatencyPNG},
+			[]string{"pareto.png: e: plotter: infinite data point", "pareto.png: no level has both"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

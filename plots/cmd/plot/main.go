@@ -70,9 +70,11 @@ func expand(args []string) ([]string, error) {
 	var paths []string
 	for _, a := range args {
 		fi, err := os.Stat(a)
+		if err != nil && !strings.Contains(a, "=") {
+			return nil, err // names the path: "stat ../results: no such file or directory"
+		}
 		if err != nil || !fi.IsDir() {
-			// A file, a label=path pair, or a missing path: Load reports
-			// the latter with its name.
+			// A file or a label=path pair (Load names a missing path).
 			paths = append(paths, a)
 			continue
 		}
