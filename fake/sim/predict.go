@@ -52,53 +52,93 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 	// Per-request work: decode context summed over its D−1 decode steps.
 	kvDecodePerReq := (D-1)*P + D*(D-1)/2
 
-	var (
-		S      = ms(cfg.StepBase) // mean step, ms
-		sOwn   float64            // the step(s) carrying the request's own prefill, ms
-		wait   float64            // time from reaching the engine to its prefill step, ms
-		lambda float64            // requests starting per step
-		L      float64            // client cycle: overhead + wait + prefill + decodes, ms
-		nd     float64            // decodes per step
-	)
-	for it := 0; it < 500; it++ {
-		// Client cycle with the current step estimate.
-		busy := 0.0
-		if C > 1 && L > 0 {
-			f := math.Min(1, (L-O)/L) // share of time another client is inside the engine
-			busy = 1 - math.Pow(1-f, C-1)
+	// eval returns the client cycle implied by a guessed cycle L: with
+	// arrivals at rate C/L it finds the steady step-time distributions and
+	// sums the phases of one request.
+	type state struct {
+		L, sAll, sDec, sOwn, wait float64
+	}
+	lambda := 0.0 // requests starting per step; warm start across calls
+	// Overheads shorter than the bare step put every arrival in the step
+	// after its finish: arrivals then follow the (evenly staggered) finishes
+	// instead of forming a Poisson process.
+	sync := O < ms(cfg.StepBase)
+	eval := func(L float64) state {
+		r := C / L
+		ro := r * (C - 1) / C
+		var all, oth dist
+		var sm stepModel
+		sAll := ms(cfg.StepBase)
+		capped := false
+		for range 100 {
+			nd := lambda * (D - 1)
+			sm = stepModel{cfg: &cfg, nd: nd, P: P, kvd: lambda * kvDecodePerReq, budget: budget}
+			if sync {
+				all = sm.evenly(lambda)
+			} else {
+				all = sm.chain(r, false)
+			}
+			sAll = all.mean()
+			next := r * sAll
+			capped = next*D > maxRun
+			if capped {
+				next = maxRun / D
+			}
+			if math.Abs(next-lambda) < 1e-9*math.Max(next, 1e-9) {
+				lambda = next
+				break
+			}
+			lambda = next
 		}
-		resid := busy * S / 2
-		lambdaNew := 0.0
-		if L > 0 {
-			lambdaNew = C * S / L
+		st := state{sAll: sAll}
+		if sync {
+			oth = sm.evenly(lambda * (C - 1) / C)
+			st.sOwn = sm.ownEvenly(all)
 		} else {
-			lambdaNew = C * S / (O + D*S)
+			oth = sm.chain(ro, false)
+			st.sOwn = sm.ownMixing(oth, ro)
 		}
-		if run := lambdaNew * D; run > maxRun {
-			lambdaNew = maxRun / D
+		st.sDec = oth.mean()
+		chunks := math.Ceil(P / math.Max(1, budget-sm.nd))
+		st.sOwn += (chunks - 1) * st.sDec
+		if C > 1 && O > 0 {
+			f := math.Min(1, (L-O)/L) // share of time another client is inside the engine
+			busy := 1 - math.Pow(1-f, C-1)
+			st.wait = busy * oth.residual(O)
 		}
-		lambda = 0.5*lambda + 0.5*lambdaNew
-		if it == 0 {
-			lambda = lambdaNew
+		st.L = O + st.wait + st.sOwn + (D-1)*st.sDec
+		if capped { // saturated: clients queue for a running slot
+			if q := C * sAll / lambda; q > st.L {
+				st.wait += q - st.L
+				st.L = q
+			}
 		}
-		nd = lambda * (D - 1)
-
-		chunks := math.Ceil(P / math.Max(1, budget-nd))
-		S = expectedStep(&cfg, lambda, nd, P, kvDecodePerReq)
-		sOwn = ownPrefill(&cfg, lambda, nd, P, kvDecodePerReq) + (chunks-1)*S
-		engine := resid + sOwn + (D-1)*S
-		Lnew := O + engine
-		if lambda*D >= maxRun*0.999 { // saturated: clients queue for a slot
-			X := lambda / S
-			Lnew = math.Max(Lnew, C/X)
-		}
-		wait = Lnew - O - sOwn - (D-1)*S
-		if L > 0 && math.Abs(Lnew-L) < 1e-9*L {
-			L = Lnew
+		return st
+	}
+	// The implied cycle falls as the guess grows (fewer arrivals, shorter
+	// steps), so the fixed point is found by bisection.
+	lo := O + D*ms(cfg.StepBase)
+	hi := 2 * lo
+	for range 60 {
+		if eval(hi).L <= hi {
 			break
 		}
-		L = Lnew
+		lo, hi = hi, 2*hi
 	}
+	for range 60 {
+		mid := (lo + hi) / 2
+		if eval(mid).L > mid {
+			lo = mid
+		} else {
+			hi = mid
+		}
+		if hi-lo < 1e-9*hi {
+			break
+		}
+	}
+	st := eval((lo + hi) / 2)
+	L, sAll, sDec, sOwn, wait := st.L, st.sAll, st.sDec, st.sOwn, st.wait
+	S := sDec
 	X := C / L // requests per ms
 	ttft := O + wait + sOwn
 	return Prediction{
@@ -109,7 +149,7 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 		TPOT:            fromMs(S),
 		E2E:             fromMs(ttft + (D-1)*S),
 		BatchSize:       X * (sOwn + (D-1)*S),
-		StepTime:        fromMs(S),
+		StepTime:        fromMs(sAll),
 	}
 }
 
@@ -128,27 +168,200 @@ func poisson(lambda float64, n int) []float64 {
 	return p
 }
 
-// expectedStep is the mean step: nd decodes plus k ~ Poisson(λ) prefills of
-// P tokens. Only the knee term is non-linear, so the mean is taken over k.
-func expectedStep(cfg *Config, lambda, nd, P, kvDecodePerReq float64) float64 {
-	kv := lambda*kvDecodePerReq + lambda*P
-	n := int(lambda+10*math.Sqrt(lambda)) + 10
-	e := 0.0
-	for k, pk := range poisson(lambda, n) {
-		e += pk * math.Max(0, nd+float64(k)*P-float64(cfg.KneeTokens))
-	}
-	return ms(cfg.StepBase) + cfg.StepPerTokenMs*e + cfg.KVPerTokenUs/1000*kv + cfg.PrefillAttnMs*lambda*P*P/2
+// stepModel computes step durations for a steady state with nd decodes
+// holding kvd context tokens per step, plus k prefills of P tokens.
+type stepModel struct {
+	cfg                *Config
+	nd, P, kvd, budget float64
 }
 
-// ownPrefill is the mean step that carries a given request's prefill: its own
-// P tokens plus k ~ Poisson(λ) other prefills.
-func ownPrefill(cfg *Config, lambda, nd, P, kvDecodePerReq float64) float64 {
-	kvd := lambda * kvDecodePerReq
-	n := int(lambda+10*math.Sqrt(lambda)) + 10
+// step is the duration in ms of a step with k prefills (beyond the budget a
+// prefill waits, so k is capped by what fits).
+func (m stepModel) step(k int) float64 {
+	kf := math.Min(float64(k), math.Max(1, (m.budget-m.nd)/m.P))
+	return m.cfg.stepMs(m.nd+kf*m.P, m.kvd+kf*m.P, kf*m.P*m.P/2)
+}
+
+// dist is a distribution of prefills per step with the matching durations.
+type dist struct {
+	p, s []float64 // p[k] = probability of k prefills; s[k] = step duration, ms
+	cfg  *Config
+}
+
+func (d dist) mean() float64 {
 	e := 0.0
-	for k, pk := range poisson(lambda, n) {
-		j := float64(k + 1)
-		e += pk * cfg.stepMs(nd+j*P, kvd+j*P, j*P*P/2)
+	for k, pk := range d.p {
+		e += pk * d.s[k]
 	}
 	return e
+}
+
+// chain is the stationary distribution of prefills per step when requests
+// arrive at rate r per ms and the requests arriving during a step of
+// duration S(k) join the next one: k' ~ Poisson(r·S(k)) for arrivals that
+// form a Poisson process, or ⌊r·S(k)⌋ / ⌈r·S(k)⌉ (by the fractional part)
+// for evenly spaced ones. The chain is iterated to its fixed point.
+func (m stepModel) chain(r float64, even bool) dist {
+	n := 16
+	for n < 4096 && float64(n) < 3*r*m.step(n)+10*math.Sqrt(r*m.step(n)+1)+10 {
+		n *= 2
+	}
+	d := dist{p: make([]float64, n), s: make([]float64, n), cfg: m.cfg}
+	for k := range d.s {
+		d.s[k] = m.step(k)
+	}
+	trans := make([][]float64, n)
+	for k := range trans {
+		if even {
+			trans[k] = twoPoint(r*d.s[k], n)
+		} else {
+			trans[k] = poisson(r*d.s[k], n)
+		}
+	}
+	d.p[0] = 1
+	next := make([]float64, n)
+	for it := 0; it < 2000; it++ {
+		clear(next)
+		for k, pk := range d.p {
+			if pk < 1e-15 {
+				continue
+			}
+			for j, q := range trans[k] {
+				next[j] += pk * q
+			}
+		}
+		diff := 0.0
+		for k := range next {
+			diff += math.Abs(next[k] - d.p[k])
+		}
+		copy(d.p, next)
+		if diff < 1e-12 {
+			break
+		}
+	}
+	return d
+}
+
+// twoPoint is the distribution of the number of evenly spaced points, x per
+// unit on average, that fall in a unit interval at a random phase.
+func twoPoint(x float64, n int) []float64 {
+	p := make([]float64, n)
+	lo := int(math.Floor(x))
+	f := x - float64(lo)
+	if lo >= n-1 {
+		p[n-1] = 1
+		return p
+	}
+	p[lo] = 1 - f
+	p[lo+1] += f
+	return p
+}
+
+// ownMixing is the mean step that carries a request's own prefill under
+// Poisson arrivals: it arrived during a step picked in proportion to its
+// duration, and shares the next step with the others that arrived then.
+func (m stepModel) ownMixing(oth dist, r float64) float64 {
+	mean := oth.mean()
+	if mean <= 0 {
+		return m.step(1)
+	}
+	e := 0.0
+	n := len(oth.p)
+	for k, pk := range oth.p {
+		if pk < 1e-15 {
+			continue
+		}
+		w := pk * oth.s[k] / mean
+		for j, q := range poisson(r*oth.s[k], n) {
+			e += w * q * m.step(j+1)
+		}
+	}
+	return e
+}
+
+// evenly is the distribution of prefills per step when λ arrive per step
+// evenly spaced: ⌊λ⌋ or ⌈λ⌉ with the mean λ.
+func (m stepModel) evenly(lambda float64) dist {
+	lo := int(math.Floor(lambda))
+	f := lambda - float64(lo)
+	d := dist{p: make([]float64, lo+2), s: make([]float64, lo+2), cfg: m.cfg}
+	d.p[lo], d.p[lo+1] = 1-f, f
+	for k := range d.s {
+		d.s[k] = m.step(k)
+	}
+	return d
+}
+
+// ownEvenly is the mean step carrying a request's own prefill when arrivals
+// are evenly spaced: the size of the request's group is size-biased.
+func (m stepModel) ownEvenly(all dist) float64 {
+	num, den := 0.0, 0.0
+	for k, pk := range all.p {
+		num += pk * float64(k) * all.s[k]
+		den += pk * float64(k)
+	}
+	if den == 0 {
+		return m.step(1)
+	}
+	return num / den
+}
+
+// residual is the mean time from o after a step boundary to the next step
+// boundary when step durations are independent draws from d (spread by the
+// lognormal jitter, 3-point Gauss–Hermite): by Wald's identity
+// E[S]·(1 + m(o)) − o, with the renewal function m computed on a grid of
+// 1/200 of the shortest step.
+func (d dist) residual(o float64) float64 {
+	var vals, probs []float64
+	zs, ws := []float64{0}, []float64{1}
+	sg := d.cfg.Jitter
+	if sg > 0 {
+		zs, ws = []float64{-math.Sqrt(3), 0, math.Sqrt(3)}, []float64{1.0 / 6, 2.0 / 3, 1.0 / 6}
+	}
+	for k, pk := range d.p {
+		if pk < 1e-12 {
+			continue
+		}
+		for i, z := range zs {
+			vals = append(vals, d.s[k]*math.Exp(sg*z-sg*sg/2))
+			probs = append(probs, pk*ws[i])
+		}
+	}
+	mean, minV := 0.0, math.Inf(1)
+	for i, v := range vals {
+		mean += v * probs[i]
+		minV = math.Min(minV, v)
+	}
+	if minV <= 0 || len(vals) == 0 {
+		return 0
+	}
+	dt := minV / 200
+	n := int(o/dt) + 1
+	if n > 200000 { // very long overheads: the stationary residual E[S²]/2E[S]
+		m2 := 0.0
+		for i, v := range vals {
+			m2 += v * v * probs[i]
+		}
+		return m2 / (2 * mean)
+	}
+	steps := make([]int, len(vals))
+	for i, v := range vals {
+		steps[i] = max(1, int(math.Round(v/dt)))
+	}
+	// u[t] is the probability of a step boundary exactly at grid point t;
+	// m(o) = Σ_{t=1..n} u[t].
+	u := make([]float64, n+1)
+	u[0] = 1
+	m := 0.0
+	for t := 1; t <= n; t++ {
+		for i, st := range steps {
+			if st <= t {
+				u[t] += u[t-st] * probs[i]
+			}
+		}
+		if float64(t)*dt <= o {
+			m += u[t]
+		}
+	}
+	return math.Max(0, mean*(1+m)-o)
 }
