@@ -1,6 +1,7 @@
 package load
 
 import (
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -61,40 +62,94 @@ func (p ConstantPacer) Pace(elapsed time.Duration, sent uint64) (time.Duration, 
 // generator seeded with Seed, so every run with the same seed has the same
 // schedule. Request 0 is due at 0. Use NewPoissonPacer; it is safe for
 // concurrent use.
-type PoissonPacer struct {
+type PoissonPacer struct{ schedule }
+
+// NewPoissonPacer returns a Poisson pacer of rate requests per second.
+// A non-positive rate is not a rate: Pace stops.
+func NewPoissonPacer(rate float64, seed int64) *PoissonPacer {
+	p := &PoissonPacer{newSchedule(rate, seed)}
+	p.gap = func(r *rand.Rand) float64 { return r.ExpFloat64() }
+	return p
+}
+
+// GammaPacer sends requests with Gamma-distributed inter-arrival gaps of mean
+// 1/Rate and shape Burstiness (vLLM's --burstiness): 1 is Poisson, below 1
+// burstier, above 1 more regular. Seeded and safe for concurrent use like
+// PoissonPacer. Use NewGammaPacer.
+type GammaPacer struct{ schedule }
+
+// NewGammaPacer returns a Gamma pacer of rate requests per second and shape
+// burstiness. A non-positive rate or burstiness makes Pace stop.
+func NewGammaPacer(rate, burstiness float64, seed int64) *GammaPacer {
+	p := &GammaPacer{newSchedule(rate, seed)}
+	if !(burstiness > 0) || math.IsInf(burstiness, 0) {
+		p.rate = 0
+	}
+	// Gamma(k, 1/k) has mean 1, so the gap's mean stays 1/rate.
+	p.gap = func(r *rand.Rand) float64 { return gammaSample(r, burstiness) / burstiness }
+	return p
+}
+
+// schedule is a lazily extended, seeded schedule of due instants whose gaps
+// are gap()/rate seconds.
+type schedule struct {
 	rate float64
+	gap  func(*rand.Rand) float64 // a gap of mean 1
 	mu   sync.Mutex
 	rng  *rand.Rand
 	due  []time.Duration // due[n] = the instant request n is due
 }
 
-// NewPoissonPacer returns a Poisson pacer of rate requests per second.
-// A non-positive rate is not a rate: Pace stops.
-func NewPoissonPacer(rate float64, seed int64) *PoissonPacer {
-	return &PoissonPacer{
-		rate: rate,
-		rng:  rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15)),
-		due:  []time.Duration{0},
+func newSchedule(rate float64, seed int64) schedule {
+	if math.IsInf(rate, 0) || math.IsNaN(rate) {
+		rate = 0
 	}
+	return schedule{rate: rate, rng: rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15)), due: []time.Duration{0}}
 }
 
-// Due returns the instant request n is due on this pacer's schedule.
-func (p *PoissonPacer) Due(n uint64) time.Duration {
+// Due returns the instant request n is due on this schedule (0 for a
+// non-rate).
+func (p *schedule) Due(n uint64) time.Duration {
+	if !(p.rate > 0) {
+		return 0
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for uint64(len(p.due)) <= n {
-		gap := time.Duration(p.rng.ExpFloat64() / p.rate * float64(time.Second))
+		gap := time.Duration(p.gap(p.rng) / p.rate * float64(time.Second))
 		p.due = append(p.due, p.due[len(p.due)-1]+gap)
 	}
 	return p.due[n]
 }
 
 // Pace implements Pacer.
-func (p *PoissonPacer) Pace(elapsed time.Duration, sent uint64) (time.Duration, bool) {
+func (p *schedule) Pace(elapsed time.Duration, sent uint64) (time.Duration, bool) {
 	if !(p.rate > 0) {
 		return 0, true
 	}
 	return max(p.Due(sent)-elapsed, 0), false
+}
+
+// gammaSample draws from Gamma(k, 1) by Marsaglia and Tsang's method (2000),
+// boosting k < 1 with U^(1/k).
+func gammaSample(r *rand.Rand, k float64) float64 {
+	if k < 1 {
+		return gammaSample(r, k+1) * math.Pow(1-r.Float64(), 1/k)
+	}
+	d := k - 1.0/3
+	c := 1 / math.Sqrt(9*d)
+	for {
+		x := r.NormFloat64()
+		v := 1 + c*x
+		if v <= 0 {
+			continue
+		}
+		v = v * v * v
+		u := 1 - r.Float64() // (0, 1]
+		if math.Log(u) < 0.5*x*x+d-d*v+d*math.Log(v) {
+			return d * v
+		}
+	}
 }
 
 var (
@@ -103,4 +158,5 @@ var (
 	_ Pacer     = PacerFunc(nil)
 	_ Scheduler = ConstantPacer{}
 	_ Scheduler = (*PoissonPacer)(nil)
+	_ Scheduler = (*GammaPacer)(nil)
 )

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -57,6 +58,39 @@ func TestPoissonPacer(t *testing.T) {
 
 	_, stop = NewPoissonPacer(0, 1).Pace(0, 0)
 	assert.True(t, stop, "zero rate is not a rate")
+}
+
+func TestGammaPacer(t *testing.T) {
+	tests := []struct {
+		name       string
+		burstiness float64
+		wantCV     float64 // coefficient of variation of the gaps: 1/√k
+	}{
+		{"bursty (k=0.25)", 0.25, 2}, // k < 1 path
+		{"Poisson-like (k=1)", 1, 1}, // exponential gaps
+		{"regular (k=4)", 4, 0.5},    // k ≥ 1 path
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewGammaPacer(100, tt.burstiness, 5)
+			const n = 40000
+			var sum, sq float64
+			for i := uint64(1); i <= n; i++ {
+				g := (p.Due(i) - p.Due(i-1)).Seconds()
+				sum += g
+				sq += g * g
+			}
+			mean := sum / n
+			sd := math.Sqrt(sq/n - mean*mean)
+			assert.InEpsilon(t, 0.01, mean, 0.05, "mean gap is 1/rate")
+			assert.InEpsilon(t, tt.wantCV, sd/mean, 0.1, "shape sets the spread")
+			assert.Equal(t, p.Due(500), NewGammaPacer(100, tt.burstiness, 5).Due(500), "seeded")
+		})
+	}
+	_, stop := NewGammaPacer(100, 0, 1).Pace(0, 0)
+	assert.True(t, stop, "zero burstiness is not a shape")
+	_, stop = NewGammaPacer(math.Inf(1), 1, 1).Pace(0, 0)
+	assert.True(t, stop, "infinite rate is not a rate")
 }
 
 func TestPacerFunc(t *testing.T) {
