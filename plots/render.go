@@ -520,6 +520,11 @@ func paretoFigure(d *Data) (*figure, []error) {
 	p.Legend.Top, p.Legend.Left = true, false
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(6), -vg.Points(4)
 	xmax, ymax := 0.0, 0.0
+	type engineLabels struct {
+		engine int
+		lab    plotter.XYLabels
+	}
+	var pending []engineLabels
 	for i, e := range d.Engines {
 		tput := byLevel(d.Series(UnitTokPerSec, e))
 		var line xy
@@ -547,31 +552,83 @@ func paretoFigure(d *Data) (*figure, []error) {
 			continue
 		}
 		styleLine(l, s, i)
-		labels, err := plotter.NewLabels(lab)
-		if err != nil {
-			warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s: %v", e, err)})
-			continue
-		}
-		for j := range labels.TextStyle {
-			labels.TextStyle[j].Font = sans(9, false)
-			labels.TextStyle[j].Color = EngineColor(i)
-			labels.TextStyle[j].YAlign = draw.YBottom
-		}
-		labels.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(3)}
 		for j := range line.Len() {
 			xmax, ymax = max(xmax, line.x[j]), max(ymax, line.y[j])
 		}
-		p.Add(l, s, labels)
+		p.Add(l, s)
 		p.Legend.Add(e, l, s)
 		f.lines[e] = append(f.lines[e], l)
+		pending = append(pending, engineLabels{i, lab})
 	}
 	if xmax == 0 {
 		return nil, append(warnings, &SkipError{ParetoPNG, "no level has both tok/s and a positive TPOT: chart not drawn"})
+	}
+	// Labels go up-right of their point, or to another corner when that
+	// would collide with a nearby label (low levels crowd together).
+	for _, el := range pending {
+		for k, sl := range splitLabels(el.lab, xmax, ymax) {
+			side := labelSides[k]
+			if len(sl.Labels) == 0 {
+				continue
+			}
+			labels, err := plotter.NewLabels(sl)
+			if err != nil {
+				warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s labels: %v", d.Engines[el.engine], err)})
+				continue
+			}
+			for j := range labels.TextStyle {
+				labels.TextStyle[j].Font = sans(9, false)
+				labels.TextStyle[j].Color = EngineColor(el.engine)
+				labels.TextStyle[j].XAlign = side.xa
+				labels.TextStyle[j].YAlign = side.ya
+			}
+			labels.Offset = side.offset
+			p.Add(labels)
+		}
 	}
 	p.X.Min, p.X.Max = 0, xmax*1.12
 	p.Y.Min, p.Y.Max = 0, ymax*1.12
 	f.footer = append(f.footer, samplesNote(d, false)+" Numbers at points: concurrency. Up and right is better.")
 	return f, warnings
+}
+
+// labelSide is where a point label sits relative to its point.
+type labelSide struct {
+	xa     text.XAlignment
+	ya     text.YAlignment
+	offset vg.Point
+}
+
+// labelSides are tried in order: up-right, down-left, up-left, down-right.
+var labelSides = []labelSide{
+	{draw.XLeft, draw.YBottom, vg.Point{X: vg.Points(4), Y: vg.Points(3)}},
+	{draw.XRight, draw.YTop, vg.Point{X: -vg.Points(4), Y: -vg.Points(3)}},
+	{draw.XRight, draw.YBottom, vg.Point{X: -vg.Points(4), Y: vg.Points(3)}},
+	{draw.XLeft, draw.YTop, vg.Point{X: vg.Points(4), Y: -vg.Points(3)}},
+}
+
+// splitLabels assigns each label the first side in labelSides where no
+// earlier label on that side is within 6 % of the axis ranges, so labels of
+// crowded points (the low levels) do not print over each other.
+func splitLabels(lab plotter.XYLabels, xr, yr float64) []plotter.XYLabels {
+	const near = 0.06
+	out := make([]plotter.XYLabels, len(labelSides))
+	for j, pt := range lab.XYs {
+		side := 0
+	sides:
+		for k := range out {
+			for _, q := range out[k].XYs {
+				if math.Abs(pt.X-q.X) < near*xr && math.Abs(pt.Y-q.Y) < near*yr {
+					continue sides
+				}
+			}
+			side = k
+			break
+		}
+		out[side].XYs = append(out[side].XYs, pt)
+		out[side].Labels = append(out[side].Labels, lab.Labels[j])
+	}
+	return out
 }
 
 // Text layout around the plot, in points.

@@ -8,10 +8,12 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot/plotter"
 )
 
 var twoFiles = []string{"testdata/two/vllm.txt", "testdata/two/friendli.txt"}
@@ -307,4 +309,33 @@ func TestWriteImagesFailureLeavesNothing(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	assert.Empty(t, names)
+}
+
+func TestSplitLabels(t *testing.T) {
+	tests := []struct {
+		name string
+		xs   []float64 // points at (x, x) on 100×100 axes
+		want [][]string
+	}{
+		// Far-apart points all go up-right.
+		{"apart", []float64{10, 50, 90}, [][]string{{"0", "1", "2"}, nil, nil, nil}},
+		// Three crowded points take three different corners.
+		{"crowded", []float64{10, 12, 14}, [][]string{{"0"}, {"1"}, {"2"}, nil}},
+		// Five crowded points: the fifth has no free corner and goes up-right.
+		{"overfull", []float64{10, 11, 12, 13, 14}, [][]string{{"0", "4"}, {"1"}, {"2"}, {"3"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var lab plotter.XYLabels
+			for i, x := range tt.xs {
+				lab.XYs = append(lab.XYs, plotter.XY{X: x, Y: x})
+				lab.Labels = append(lab.Labels, strconv.Itoa(i))
+			}
+			got := splitLabels(lab, 100, 100)
+			require.Len(t, got, len(labelSides))
+			for k := range got {
+				assert.Equal(t, tt.want[k], got[k].Labels, "side %d", k)
+			}
+		})
+	}
 }
