@@ -266,6 +266,10 @@ func (r *Run) Dispatch() error {
 	called := r.now()
 	select {
 	case fs := <-r.free:
+		if err := r.ctx.Err(); err != nil { // both were ready: the end wins
+			r.free <- fs
+			return fmt.Errorf("load: dispatch: %w", err)
+		}
 		r.mu.Lock()
 		r.outstanding++
 		r.mu.Unlock()
@@ -290,7 +294,7 @@ func (r *Run) Finish() Result {
 	for r.pending() > 0 {
 		select {
 		case fs := <-r.free:
-			if r.pending() == 0 {
+			if r.pending() == 0 || r.ctx.Err() != nil {
 				r.free <- fs // keep it parked; it is released below
 				break
 			}
