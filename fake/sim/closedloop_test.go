@@ -6,7 +6,6 @@ import (
 	"time"
 )
 
-
 // loopStats is what the virtual-time closed loop measured in its window.
 type loopStats struct {
 	TokPerSec float64       // tokens emitted in the window / window length

@@ -54,7 +54,7 @@ type Config struct {
 	PrefillAttnMs float64
 	// Overhead is the non-blocking part of TTFT (HTTP, tokenization), spent
 	// before a request reaches the scheduler; it does not occupy the engine.
-	// AutoOverhead (−1, the presets' value) derives it as
+	// AutoOverhead (any negative value; the presets' choice) derives it as
 	// PrefillMs − IdlePrefillStep(); any value ≥ 0 is used as given.
 	Overhead time.Duration
 
@@ -277,14 +277,14 @@ func (c Config) Validate() error {
 	if c.BlockSize < 1 {
 		return fmt.Errorf("sim: --block-size is %d: must be ≥ 1 (vLLM uses 16)", c.BlockSize)
 	}
+	if c.StepBase < 0 {
+		return fmt.Errorf("sim: --step-base-ms is %v: must be > 0", ms(c.StepBase))
+	}
 	if need := c.DefaultPromptTokens + c.DefaultTokens; c.KVCapacityTokens/c.BlockSize*c.BlockSize < need {
 		return fmt.Errorf("sim: --kv-capacity-tokens %d holds fewer than one default request (%d prompt + %d output tokens in blocks of %d): raise it",
 			c.KVCapacityTokens, c.DefaultPromptTokens, c.DefaultTokens, c.BlockSize)
 	}
-	if c.Overhead < 0 && c.Overhead != AutoOverhead {
-		return fmt.Errorf("sim: --overhead-ms is %v: use ≥ 0, or -1 for the derived split", ms(c.Overhead))
-	}
-	if c.Overhead == AutoOverhead {
+	if c.Overhead < 0 {
 		if step := c.IdlePrefillStep(); fromMs(c.PrefillMs) < step {
 			return fmt.Errorf("sim: --prefill-ms %v is shorter than one idle prefill step (%.3f ms) of the step model: raise --prefill-ms or lower --step-base-ms",
 				c.PrefillMs, ms(step))
@@ -298,12 +298,12 @@ func (c Config) Validate() error {
 // --tokens), --seed and --preset are left to the caller, which applies them
 // with ApplyPrototype and by setting Seed.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Var(msFlag{&c.StepBase}, "step-base-ms", "fixed cost a of one engine step, ms")
+	fs.Var(msFlag{d: &c.StepBase}, "step-base-ms", "fixed cost a of one engine step, ms")
 	fs.Float64Var(&c.StepPerTokenMs, "step-per-token-ms", c.StepPerTokenMs, "cost b of every token in a step beyond --knee-tokens, ms/token")
 	fs.IntVar(&c.KneeTokens, "knee-tokens", c.KneeTokens, "tokens a step processes before --step-per-token-ms applies")
 	fs.Float64Var(&c.KVPerTokenUs, "kv-per-token-us", c.KVPerTokenUs, "cost c per step of every context token held by the sequences in the step, µs/token")
 	fs.Float64Var(&c.PrefillAttnMs, "prefill-attn-coef", c.PrefillAttnMs, "prefill attention cost, ms per q·(p+q/2) (q chunk tokens, p tokens already computed)")
-	fs.Var(msFlag{&c.Overhead}, "overhead-ms", "non-blocking part of TTFT (HTTP, tokenization), ms; -1 derives it as --prefill-ms minus one idle prefill step")
+	fs.Var(msFlag{d: &c.Overhead, auto: true}, "overhead-ms", "non-blocking part of TTFT (HTTP, tokenization), ms; -1 derives it as --prefill-ms minus one idle prefill step")
 	fs.IntVar(&c.MaxNumSeqs, "max-num-seqs", c.MaxNumSeqs, "largest number of running sequences; more wait FCFS")
 	fs.IntVar(&c.MaxBatchedTokens, "max-batched-tokens", c.MaxBatchedTokens, "token budget of one step (decodes 1 each, prefill chunks their length)")
 	fs.IntVar(&c.KVCapacityTokens, "kv-capacity-tokens", c.KVCapacityTokens, "KV cache size in tokens (whole blocks); exhaustion preempts the newest sequence")
@@ -313,11 +313,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // msFlag is a flag.Value holding a duration written in float milliseconds.
-type msFlag struct{ d *time.Duration }
+// With auto, any negative value stands for AutoOverhead and prints as -1.
+type msFlag struct {
+	d    *time.Duration
+	auto bool
+}
 
 func (f msFlag) String() string {
 	if f.d == nil {
 		return "0"
+	}
+	if f.auto && *f.d < 0 {
+		return "-1"
 	}
 	return strconv.FormatFloat(ms(*f.d), 'g', -1, 64)
 }
@@ -327,8 +334,15 @@ func (f msFlag) Set(s string) error {
 	if err != nil {
 		return errors.New("want milliseconds as a number, e.g. 6.5")
 	}
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return errors.New("want a finite number of milliseconds")
+	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e9 {
+		return errors.New("want a finite number of milliseconds, at most 1e9")
+	}
+	if f.auto && v < 0 {
+		*f.d = AutoOverhead
+		return nil
+	}
+	if v < 0 {
+		return errors.New("want milliseconds ≥ 0")
 	}
 	*f.d = fromMs(v)
 	return nil
