@@ -95,6 +95,8 @@ func TestFiguresText(t *testing.T) {
 	assert.Contains(t, tp.footer[1], "friendli ÷ vllm")
 	assert.Equal(t, "output tokens/s (steady state)", tp.plot.Y.Label.Text)
 	assert.Equal(t, 0.0, tp.plot.Y.Min)
+	assert.Equal(t, "latency (ms, log scale)", figs[LatencyPNG].ylabel)
+	assert.Equal(t, "per-user output tokens/s (1e9 / median TPOT p50 in ns)", figs[ParetoPNG].plot.X.Label.Text)
 
 	sims, _ := figureByName(t, loadT(t, simFiles...))
 	for name, f := range sims {
