@@ -242,18 +242,19 @@ func (s *Seq) Generated() int { return int(s.state.Load() & countMask) }
 // call and returns how many (a slow reader gets them all at once, none are
 // lost), with finished true once the last token is included. After the
 // last token it returns (0, true, nil). It returns ctx's error, ErrCanceled
-// after Cancel, or ErrClosed when the engine closes first.
+// once Cancel was called, or ErrClosed when the engine closed before the
+// sequence finished (tokens generated before the close are returned first).
 func (s *Seq) Next(ctx context.Context) (n int, finished bool, err error) {
 	for {
+		if s.canceled.Load() {
+			return 0, false, ErrCanceled
+		}
 		st := s.state.Load()
 		g := int(st & countMask)
 		fin := st&finishedBit != 0
 		if g > s.seen || fin {
 			n, s.seen = g-s.seen, g
 			return n, fin, nil
-		}
-		if s.canceled.Load() {
-			return 0, false, ErrCanceled
 		}
 		select {
 		case <-s.notify:
