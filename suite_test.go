@@ -130,8 +130,12 @@ func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
 	if err != nil {
 		return nil, err
 	}
+	inputTokens := opt.inputTokens
+	if opt.dataset != "" {
+		inputTokens = 0 // the dataset's prompts are sent as they are
+	}
 	if s.work, err = workload.New(workload.Spec{
-		InputTokens:  opt.inputTokens,
+		InputTokens:  inputTokens,
 		OutputTokens: opt.outputTokens,
 		Dataset:      opt.dataset,
 		Seed:         opt.seed,
@@ -268,7 +272,7 @@ func (s *suite) preflight(ctx context.Context) error {
 			e.engine.Model = m
 			e.client.SetModel(m)
 		}
-		probe, err := e.client.Preflight(pctx, s.work.Probe())
+		probe, retried, err := probeWithRetry(pctx, e.client, s.work.Probe())
 		cancel()
 		if err != nil {
 			return err // names the engine, the URL and what to do
@@ -281,9 +285,37 @@ func (s *suite) preflight(ctx context.Context) error {
 		}
 		e.probeNote = fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
 			probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
-			ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(probe.Warnings, "; "))
+			ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; "))
 	}
 	return nil
+}
+
+// probeAttempts is how many probes an engine gets when the failures look
+// transient (rate limiting, a 5xx, a cut or stalled stream); a refused
+// connection, a bad token or an unknown model fails at once.
+const probeAttempts = 3
+
+// probeWithRetry runs the preflight, retrying transient failures. It
+// returns the failed attempts' errors as notes for the results header.
+func probeWithRetry(ctx context.Context, c *engines.Client, req engines.Request) (engines.Probe, []string, error) {
+	var notes []string
+	for attempt := 1; ; attempt++ {
+		p, err := c.Preflight(ctx, req)
+		if err == nil || attempt == probeAttempts || ctx.Err() != nil || !transient(&p.Record) {
+			return p, notes, err
+		}
+		notes = append(notes, fmt.Sprintf("probe %d failed (%s), retried", attempt, p.Record.Error))
+	}
+}
+
+func transient(r *record.Record) bool {
+	switch r.Error {
+	case record.StreamCut, record.Malformed, record.Timeout:
+		return true
+	case record.HTTPStatus:
+		return r.Status == 429 || r.Status >= 500
+	}
+	return false
 }
 
 func ttftOf(r *record.Record) time.Duration {
