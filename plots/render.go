@@ -488,13 +488,19 @@ func metricKey(m latencyMetric) plot.Thumbnailer {
 	return &plotter.Line{LineStyle: draw.LineStyle{Color: darkGrey, Width: vg.Points(1.6), Dashes: m.dashes}}
 }
 
-// logTicks labels 1-2-5 steps on a log axis.
+// logTicks labels 1-2-5 steps on a log axis spanning up to four decades,
+// and powers of ten (at most about eight) on wider ones.
 type logTicks struct{}
 
 func (logTicks) Ticks(min, max float64) []plot.Tick {
+	lo, hi := math.Floor(math.Log10(min)), math.Ceil(math.Log10(max))
+	mantissas, step := []float64{1, 2, 5}, 1.0
+	if hi-lo > 4 {
+		mantissas, step = []float64{1}, math.Ceil((hi-lo)/8)
+	}
 	var ts []plot.Tick
-	for e := math.Floor(math.Log10(min)) - 1; e <= math.Ceil(math.Log10(max)); e++ {
-		for _, m := range []float64{1, 2, 5} {
+	for e := lo; e <= hi; e += step {
+		for _, m := range mantissas {
 			v := m * math.Pow(10, e)
 			if v < min || v > max {
 				continue

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 )
 
@@ -140,6 +141,7 @@ func TestKLabel(t *testing.T) {
 }
 
 func TestRenderImages(t *testing.T) {
+	t.Parallel() // rendering is the slow part of this package's tests
 	for _, set := range [][]string{twoFiles, simFiles} {
 		images, warnings, err := Render(loadT(t, set...))
 		require.NoError(t, err)
@@ -181,6 +183,7 @@ func pixelStats(img image.Image) (map[color.RGBA]int, int) {
 }
 
 func TestRenderSkips(t *testing.T) {
+	t.Parallel() // rendering is the slow part of this package's tests
 	tests := []struct {
 		name     string
 		content  string
@@ -233,6 +236,7 @@ func TestRenderSkips(t *testing.T) {
 }
 
 func TestGenerate(t *testing.T) {
+	t.Parallel() // rendering is the slow part of this package's tests
 	out := filepath.Join(t.TempDir(), "new", "dir")
 	written, err := Generate(twoFiles, out)
 	require.NoError(t, err)
@@ -340,4 +344,31 @@ func TestSplitLabels(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLogTicks(t *testing.T) {
+	values := func(ts []plot.Tick) []float64 {
+		var vs []float64
+		for _, tk := range ts {
+			vs = append(vs, tk.Value)
+		}
+		return vs
+	}
+	tests := []struct {
+		name     string
+		min, max float64
+		want     []plot.Tick
+	}{
+		// Three decades: 1-2-5 steps.
+		{"ms range", 7, 3000, []plot.Tick{{Value: 10}, {Value: 20}, {Value: 50}, {Value: 100}, {Value: 200}, {Value: 500}, {Value: 1000}, {Value: 2000}}},
+		// A narrow range without two 1-2-5 values: linear ticks instead.
+		{"narrow", 21, 24, plot.DefaultTicks{}.Ticks(21, 24)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, values(tt.want), values(logTicks{}.Ticks(tt.min, tt.max)))
+		})
+	}
+	// 600 decades (extreme input) stay a handful of ticks.
+	assert.LessOrEqual(t, len(logTicks{}.Ticks(1e-300, 1e300)), 10)
 }

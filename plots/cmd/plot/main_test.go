@@ -41,6 +41,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			out := t.TempDir()
 			var stdout, stderr bytes.Buffer
 			err := run(append([]string{"-out", out}, tt.args...), &stdout, &stderr)
