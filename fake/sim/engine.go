@@ -67,6 +67,10 @@ type OverrunStats struct {
 	MeanLateness time.Duration // mean lateness of a step start
 	MaxLateness  time.Duration // largest lateness seen
 	MeanStep     time.Duration // mean planned step duration over the same steps
+	// MeanWake is the part of the lateness spent waking up: how late the
+	// sleep returned after the deadline (OS and Go scheduling); the rest is
+	// delivery and planning work.
+	MeanWake time.Duration
 	// MeanFraction is MeanLateness / MeanStep: 0.02 means steps start on
 	// average 2 % of a step late.
 	MeanFraction float64
@@ -90,7 +94,11 @@ type Engine struct {
 	overrun OverrunStats
 	lateSum time.Duration
 	stepSum time.Duration
-	closed  bool
+	wakeSum time.Duration
+	// wakeLate is the lateness of the last wake-up; written by the loop
+	// outside mu, read by it under mu.
+	wakeLate time.Duration
+	closed   bool
 
 	wake   chan struct{} // 1-buffered: new adds or cancels
 	done   chan struct{} // closed by Close
@@ -311,6 +319,7 @@ func (e *Engine) Overrun() OverrunStats {
 	if o.Steps > 0 {
 		o.MeanLateness = e.lateSum / time.Duration(o.Steps)
 		o.MeanStep = e.stepSum / time.Duration(o.Steps)
+		o.MeanWake = e.wakeSum / time.Duration(o.Steps)
 		if o.MeanStep > 0 {
 			o.MeanFraction = float64(e.lateSum) / float64(e.stepSum)
 		}
@@ -369,6 +378,7 @@ func (e *Engine) loop(sch *Scheduler) {
 			e.overrun.Steps++
 			e.lateSum += late
 			e.stepSum += r.Duration
+			e.wakeSum += e.wakeLate
 			if late > e.overrun.MaxLateness {
 				e.overrun.MaxLateness = late
 			}
@@ -379,6 +389,7 @@ func (e *Engine) loop(sch *Scheduler) {
 		next = start + r.Duration
 		scheduled = true
 		e.clk.sleepUntil(next, e.done)
+		e.wakeLate = max(0, e.clk.now()-next)
 		select {
 		case <-e.done:
 			return

@@ -21,7 +21,8 @@ type Emit struct {
 
 // StepResult describes one engine iteration planned by Scheduler.Step. The
 // events (Tokens, Finished) happen at Start+Duration; Preempted happened
-// while planning.
+// while planning. Its slices are reused by the next Step: copy what must
+// outlive it.
 type StepResult struct {
 	Start    time.Duration // when the step began (the now passed to Step)
 	Duration time.Duration // step time from the step model (with jitter)
@@ -91,6 +92,8 @@ type Scheduler struct {
 	stats      Stats
 	batch      []*seq
 	refund     int // budget returned by preempting already scheduled sequences
+	tokBuf     []Emit
+	finBuf     []uint64
 	cancels    int // Cancel calls not yet reaped
 }
 
@@ -183,7 +186,8 @@ func blocksFor(tokens, bs int) int { return (tokens + bs - 1) / bs }
 // (times the jitter factor); its tokens are emitted at now+Duration. An idle
 // scheduler returns a zero StepResult with Start = now.
 func (s *Scheduler) Step(now time.Duration) StepResult {
-	r := StepResult{Start: now}
+	r := StepResult{Start: now, Tokens: s.tokBuf[:0], Finished: s.finBuf[:0]}
+	defer func() { s.tokBuf, s.finBuf = r.Tokens[:0], r.Finished[:0] }()
 	s.reap()
 	if s.Idle() {
 		return r
