@@ -17,8 +17,10 @@ unmeasured cooldown requests until every measured request has ended, so the
 concurrency is C for the whole measured duration (vLLM's own duration would
 include the drain tail; this is the one deliberate departure).
 
-Prints one JSON object: ttft_p50_ms, itl_p50_ms, tpot_p50_ms, output_tok_s,
-requests, errors.
+Prints one JSON object: ttft_p50_ms, itl_p50_ms, tpot_p50_ms, output_tok_s
+(steady state: content payloads of any request arriving between the first
+measured send and the last measured end, per second), output_tok_s_vllm
+(vLLM's: measured requests' tokens / that duration), requests, errors.
 """
 import argparse
 import http.client
@@ -27,6 +29,10 @@ import statistics
 import threading
 import time
 import urllib.parse
+
+
+ARRIVALS = []  # (time, tokens) of every content payload of every request
+ARRIVALS_LOCK = threading.Lock()
 
 
 def one_request(url, model, prompt, max_tokens):
@@ -75,6 +81,8 @@ def one_request(url, model, prompt, max_tokens):
                 content = (choices[0].get("delta") or {}).get("content")
                 if not content:
                     continue
+                with ARRIVALS_LOCK:
+                    ARRIVALS.append(now)
                 if ttft is None:
                     ttft = now - st
                 else:
@@ -96,6 +104,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompt-words", type=int, default=60)
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="spread the threads' first requests over this many seconds")
     args = ap.parse_args()
 
     lock = threading.Lock()
@@ -103,6 +113,9 @@ def main():
     sent = [0]
 
     def worker(wid):
+        # Staggered starts (like inferbench's) so the engine reaches a
+        # desynchronised steady state instead of a thundering herd.
+        time.sleep(wid * args.stagger / args.concurrency)
         for i in range(args.warmup):
             one_request(args.url, args.model, "warm up %d %d " % (wid, i) + "word " * args.prompt_words, args.max_tokens)
         while True:
@@ -138,7 +151,14 @@ def main():
             "ttft_p50_ms": statistics.median(r["ttft"] for r in ok) * 1e3,
             "itl_p50_ms": statistics.median(itls) * 1e3 if itls else 0,
             "tpot_p50_ms": statistics.median(tpots) * 1e3 if tpots else 0,
-            "output_tok_s": sum(r["out"] for r in ok) / dur,
+            # Steady state, as inferbench defines it: content payloads of ANY
+            # request (warm-up and cooldown ones load the engine too) that
+            # arrived between the first measured send and the last measured
+            # end, per second (one token per payload on the simulated engine).
+            "output_tok_s": sum(1 for a in ARRIVALS
+                                if min(r["st"] for r in ok) <= a <= max(r["end"] for r in ok)) / dur,
+            # vLLM's own figure: measured requests' tokens / duration.
+            "output_tok_s_vllm": sum(r["out"] for r in ok) / dur,
         })
     print(json.dumps(out))
 

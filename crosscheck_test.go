@@ -1,0 +1,113 @@
+package inferbench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// startStandaloneFake builds and starts the standalone simulated engine
+// exactly as the prototype's README started its fake vLLM, on a free
+// loopback port, and returns its chat-completions URL.
+func startStandaloneFake(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fake-engine")
+	build := exec.Command("go", "build", "-o", bin, "./fake/cmd/fake-engine")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--port", fmt.Sprint(port)}, args...)...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the standalone engine did not come up: %s", &logs)
+	return base + "/v1/chat/completions"
+}
+
+type pythonResult struct {
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	TTFTp50ms   float64 `json:"ttft_p50_ms"`
+	ITLp50ms    float64 `json:"itl_p50_ms"`
+	TPOTp50ms   float64 `json:"tpot_p50_ms"`
+	OutputTokPS float64 `json:"output_tok_s"`
+}
+
+// TestAgreesWithIndependentPythonClient measures the standalone simulated
+// engine (--prefill-ms 80 --per-token-ms 4) with the suite and with an
+// independent vLLM-style Python client (testdata/vllm_style_client.py) at
+// concurrency 1 and 16: TTFT, ITL and tokens/s agree within 10 %, and at
+// concurrency 1 they are 80 ms and 4 ms within 10 %.
+func TestAgreesWithIndependentPythonClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("about 20 s of load")
+	}
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	url := startStandaloneFake(t, "--engine-name", "vLLM", "--model", "fake-model",
+		"--prefill-ms", "80", "--per-token-ms", "4", "--tokens", "128")
+
+	o := testOptions(t, "vllm="+url)
+	o.outputTokens = 128
+	o.inputTokens = 64
+	o.concurrency = "1,16"
+	s, err := newSuite(context.Background(), o)
+	require.NoError(t, err)
+	defer s.Close()
+
+	for _, tc := range []struct{ c, n int }{{1, 4}, {16, 48}} {
+		lv := runLevel(s, s.engines[0], tc.c, tc.n)
+		require.NoError(t, lv.err)
+		require.Zero(t, lv.summary.Failed)
+
+		cmd := exec.Command(python, "testdata/vllm_style_client.py", "--url", url,
+			"--concurrency", fmt.Sprint(tc.c), "--requests", fmt.Sprint(tc.n), "--max-tokens", "128", "--prompt-words", "45",
+			"--stagger", fmt.Sprint(s.engines[0].probeE2E.Seconds()))
+		out, err := cmd.Output()
+		require.NoError(t, err, "python client: %s", out)
+		var py pythonResult
+		require.NoError(t, json.Unmarshal(out, &py), "%s", out)
+		require.Zero(t, py.Errors)
+
+		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+		t.Logf("concurrency %d: suite ttft %.1f ms itl %.2f ms %.0f tok/s; python ttft %.1f ms itl %.2f ms %.0f tok/s",
+			tc.c, ms(lv.summary.TTFT.P50), ms(lv.summary.ITL.P50), lv.summary.OutputTokPerSec, py.TTFTp50ms, py.ITLp50ms, py.OutputTokPS)
+		assert.InEpsilon(t, py.TTFTp50ms, ms(lv.summary.TTFT.P50), 0.10, "TTFT p50 at %d", tc.c)
+		assert.InEpsilon(t, py.ITLp50ms, ms(lv.summary.ITL.P50), 0.10, "ITL p50 at %d", tc.c)
+		assert.InEpsilon(t, py.OutputTokPS, lv.summary.OutputTokPerSec, 0.10, "tok/s at %d", tc.c)
+		if tc.c == 1 {
+			assert.InEpsilon(t, 80, ms(lv.summary.TTFT.P50), 0.10, "TTFT ≈ --prefill-ms")
+			assert.InEpsilon(t, 4, ms(lv.summary.ITL.P50), 0.10, "ITL ≈ --per-token-ms")
+		}
+	}
+}
