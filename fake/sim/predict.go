@@ -136,8 +136,14 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 			break
 		}
 	}
-	st := eval((lo + hi) / 2)
-	L, sAll, sDec, sOwn, wait := st.L, st.sAll, st.sDec, st.sOwn, st.wait
+	L := (lo + hi) / 2
+	st := eval(L)
+	if st.L < L {
+		// The fixed point sits on the jump where the running slots fill up:
+		// the difference is time spent queueing for a slot.
+		st.wait += L - st.L
+	}
+	sAll, sDec, sOwn, wait := st.sAll, st.sDec, st.sOwn, st.wait
 	S := sDec
 	X := C / L // requests per ms
 	ttft := O + wait + sOwn

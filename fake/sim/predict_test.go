@@ -34,13 +34,14 @@ func TestPredictMatchesClosedLoop(t *testing.T) {
 		// that finish together return within the same step and stay
 		// together (convoys), so queueing for the step adds ~15 % to TTFT
 		// that the Poisson-arrival formula misses.
-		{"vllm-like", 64, 128, []point{{1, 0.03}, {8, 0.03}, {64, 0.03}, {256, 0.20}}},
+		// 512 clients exceed MaxNumSeqs (256): half of them queue for a slot.
+		{"vllm-like", 64, 128, []point{{1, 0.03}, {8, 0.03}, {64, 0.03}, {256, 0.20}, {512, 0.03}}},
 		// The friendli-like demo: the same shape, faster; same convoy at 256.
 		{"friendli-like", 64, 128, []point{{1, 0.03}, {8, 0.03}, {64, 0.03}, {256, 0.20}}},
 		// The H100 preset with 1000-token prompts: the 3 ms overhead is
 		// shorter than a step, so groups formed while the clients ramp up
 		// persist; TTFT then depends on the ramp (4 % at 8, 16 % at 256).
-		{"vllm-8b-h100", 1000, 128, []point{{1, 0.03}, {8, 0.06}, {64, 0.03}, {256, 0.20}}},
+		{"vllm-8b-h100", 1000, 128, []point{{1, 0.03}, {8, 0.06}, {64, 0.03}, {256, 0.20}, {512, 0.03}}},
 	}
 	for _, tc := range cases {
 		for _, pt := range tc.points {
