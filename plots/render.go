@@ -324,6 +324,7 @@ func throughputFigure(d *Data) (*figure, error) {
 	if ratio, note := ratioLabels(d); ratio != nil {
 		p.Add(ratio)
 		f.footer = append(f.footer, note)
+		p.X.Min = float64(d.Levels()[0]) / 1.8 // room for the first label
 	}
 	p.Y.Min = 0
 	p.Y.Max = math.Max(ymax*1.18, 1) // room above the highest point for the ratio labels
@@ -375,10 +376,12 @@ func ratioLabels(d *Data) (*plotter.Labels, string) {
 	for i := range l.TextStyle {
 		l.TextStyle[i].Font = sans(9.5, true)
 		l.TextStyle[i].Color = darkGrey
-		l.TextStyle[i].XAlign = draw.XCenter
+		// Up and to the left of the level: the lines leave each point
+		// towards the upper right, so a centred label would sit on them.
+		l.TextStyle[i].XAlign = draw.XRight
 		l.TextStyle[i].YAlign = draw.YBottom
 	}
-	l.Offset = vg.Point{Y: vg.Points(5)}
+	l.Offset = vg.Point{X: vg.Points(4), Y: vg.Points(4)}
 	return l, fmt.Sprintf("×r above each level: %s ÷ %s, ratio of median tok/s.", num, den)
 }
 
