@@ -111,3 +111,11 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func mustPreset(name string) sim.Config {
+	c, err := sim.Preset(name)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
