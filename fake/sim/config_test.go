@@ -4,6 +4,9 @@ import (
 	"flag"
 	"io"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,4 +211,44 @@ func FuzzMsFlag(f *testing.F) {
 			_ = f.String()
 		}
 	})
+}
+
+// TestDocTableMatchesPresets checks the constants table in the package
+// documentation against the presets, so the manual cannot drift.
+func TestDocTableMatchesPresets(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	var rows = map[string]string{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		f := strings.Fields(strings.TrimPrefix(line, "//"))
+		if _, seen := rows[f[0]]; len(f) > 1 && !seen { // the table comes first
+			rows[f[0]] = line
+		}
+	}
+	h, _ := Preset("vllm-8b-h100")
+	v, _ := Preset("vllm-like")
+	fr, _ := Preset("friendli-like")
+	num := func(x float64, prec int) string { return strconv.FormatFloat(x, 'f', prec, 64) }
+	checks := []struct{ row, want string }{
+		{"StepBase", num(ms(h.StepBase), 1) + " "},
+		{"StepBase", num(ms(v.StepBase), 3)},
+		{"StepBase", num(ms(fr.StepBase), 3)},
+		{"StepPerTokenMs", num(h.StepPerTokenMs, 3)},
+		{"StepPerTokenMs", num(v.StepPerTokenMs, 5)},
+		{"StepPerTokenMs", num(fr.StepPerTokenMs, 6)},
+		{"KVPerTokenUs", num(v.KVPerTokenUs, 5)},
+		{"KVPerTokenUs", num(fr.KVPerTokenUs, 5)},
+		{"Overhead", num(ms(v.EffectiveOverhead()), 0)},
+		{"Overhead", num(ms(fr.EffectiveOverhead()), 0)},
+		{"MaxNumSeqs", strconv.Itoa(h.MaxNumSeqs)},
+		{"MaxBatchedTokens", strconv.Itoa(h.MaxBatchedTokens)},
+		{"KVCapacityTokens", strconv.Itoa(h.KVCapacityTokens)},
+		{"BlockSize", strconv.Itoa(h.BlockSize)},
+		{"DefaultPromptTokens", strconv.Itoa(h.DefaultPromptTokens)},
+		{"PrefillMs", num(h.PrefillMs, 3) + "/" + num(h.PerTokenMs, 3)},
+	}
+	for _, c := range checks {
+		require.Contains(t, rows, c.row)
+		assert.Contains(t, rows[c.row], c.want, "doc row %s", c.row)
+	}
 }
