@@ -65,9 +65,9 @@ func TestParseChunkRejects(t *testing.T) {
 		name string
 		in   string
 	}{
-		{"empty", ``},                                                 // nothing at all
-		{"not json", `hello`},                                         // plain text
-		{"array", `[1,2]`},                                            // not an object
+		{"empty", ``},         // nothing at all
+		{"not json", `hello`}, // plain text
+		{"array", `[1,2]`},    // not an object
 		{"truncated", `{"choices":[{"delta":{"content":"a`},           // cut mid-string
 		{"trailing", `{"a":1} x`},                                     // data after the object
 		{"trailing comma", `{"a":1,}`},                                // invalid JSON
