@@ -35,8 +35,10 @@ func Generate(paths []string, outDir string) ([]string, error) {
 }
 
 // WriteImages writes images into dir atomically: all are first written to
-// temporary files in dir, then renamed into place. On an error the temporary
-// files are removed and no image has been replaced.
+// temporary files in dir, then renamed into place. If writing any temporary
+// file fails, all are removed and no image is replaced; a rename failing
+// after that (rare: same directory) leaves the earlier renames in place and
+// returns them with the error.
 func WriteImages(images []Image, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("plots: output directory: %w", err)
