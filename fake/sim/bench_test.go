@@ -42,7 +42,7 @@ func overrunDelta(a, b OverrunStats) (frac, wakeFrac float64, steps uint64, step
 // own goroutine calling Next, waits until all run, and measures the step
 // overrun over the window. It returns the overrun fraction, the steps
 // measured and the mean step.
-func runStreams(b *testing.B, cfg Config, n int, window time.Duration) (frac, wakeFrac float64, steps uint64, step time.Duration) {
+func runStreams(b *testing.B, cfg Config, n int, window time.Duration) (frac, wakeFrac, deliverFrac float64, steps uint64, step time.Duration) {
 	e, err := NewEngine(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -75,28 +75,35 @@ func runStreams(b *testing.B, cfg Config, n int, window time.Duration) (frac, wa
 	time.Sleep(window / 4) // settle
 	a := e.Overrun()
 	time.Sleep(window)
-	frac, wakeFrac, steps, step = overrunDelta(a, e.Overrun())
+	z := e.Overrun()
+	frac, wakeFrac, steps, step = overrunDelta(a, z)
+	if step > 0 {
+		deliverFrac = float64(z.MeanDelivery) / float64(step) // whole run; delivery is not windowed
+	}
 	cancel()
 	wg.Wait()
-	return frac, wakeFrac, steps, step
+	return frac, wakeFrac, deliverFrac, steps, step
 }
 
 // BenchmarkEngineCapacity measures how many concurrent streams the real-time
 // driver sustains: the mean lateness of step starts against their absolute
 // deadlines, as a fraction of the step (overrun-%; wake-% is the part spent
-// waking up late from the sleep, i.e. OS and Go scheduling), with n streams each
+// waking up late from the sleep, i.e. OS and Go scheduling; delivery-% is
+// when the last token of a step reached its reader), with n streams each
 // drained by a goroutine calling Next, on the vllm-like preset opened up to
 // n running sequences, with no overhead and 1-token prompts so all streams
 // start within a few steps. "ladder" reports max-streams, the largest n in
-// 1000, 2000, 5000, 10000, 20000 whose overrun stays ≤ 2 %.
+// 1000, 2000, 5000, 10000, 20000 whose overrun stays ≤ 2 % (all are run:
+// the step grows with n, so a fixed wake-up delay weighs less at large n).
 func BenchmarkEngineCapacity(b *testing.B) {
 	const window = 2 * time.Second
 	for _, n := range []int{2000, 10000} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				frac, wake, steps, step := runStreams(b, capacityConfig(b, n), n, window)
+				frac, wake, deliver, steps, step := runStreams(b, capacityConfig(b, n), n, window)
 				b.ReportMetric(frac*100, "overrun-%")
 				b.ReportMetric(wake*100, "wake-%")
+				b.ReportMetric(deliver*100, "delivery-%")
 				b.ReportMetric(float64(steps), "steps")
 				b.ReportMetric(float64(step)/1e6, "step-ms")
 			}
@@ -106,12 +113,11 @@ func BenchmarkEngineCapacity(b *testing.B) {
 		for b.Loop() {
 			best := 0
 			for _, n := range []int{1000, 2000, 5000, 10000, 20000} {
-				frac, wake, _, _ := runStreams(b, capacityConfig(b, n), n, window)
-				b.Logf("streams=%d overrun %.2f%% (waking up: %.2f%%)", n, frac*100, wake*100)
-				if frac > 0.02 {
-					break
+				frac, wake, deliver, _, _ := runStreams(b, capacityConfig(b, n), n, window)
+				b.Logf("streams=%d overrun %.2f%% (waking up: %.2f%%), tokens handed over %.2f%% of a step late", n, frac*100, wake*100, deliver*100)
+				if frac <= 0.02 {
+					best = n // not monotone: longer steps at larger n hide the same wake-up jitter
 				}
-				best = n
 			}
 			b.ReportMetric(float64(best), "max-streams")
 		}

@@ -59,9 +59,10 @@ func (c *realClock) sleepUntil(t time.Duration, done <-chan struct{}) {
 
 // OverrunStats measures how late the engine loop starts its steps compared
 // with their absolute deadlines (the previous step's start + duration).
-// Lateness is measured after the previous step's tokens were delivered and
-// the next step was planned, so it includes sleep overshoot, delivery and
-// scheduling work. Steps that follow an idle period are not counted.
+// A step has started once it is planned, so lateness includes the sleep's
+// overshoot and the planning work; the previous step's tokens are delivered
+// right after (MeanDelivery). Steps that follow an idle period are not
+// counted.
 type OverrunStats struct {
 	Steps        uint64        // steps measured
 	MeanLateness time.Duration // mean lateness of a step start
@@ -71,6 +72,10 @@ type OverrunStats struct {
 	// sleep returned after the deadline (OS and Go scheduling); the rest is
 	// delivery and planning work.
 	MeanWake time.Duration
+	// MeanDelivery is how late, on average, the last token of a step was
+	// handed to its reader after the step's end (wake-up, planning the next
+	// step, then delivery). It is what a client sees.
+	MeanDelivery time.Duration
 	// MeanFraction is MeanLateness / MeanStep: 0.02 means steps start on
 	// average 2 % of a step late.
 	MeanFraction float64
@@ -95,6 +100,10 @@ type Engine struct {
 	lateSum time.Duration
 	stepSum time.Duration
 	wakeSum time.Duration
+	// deliverSum and deliverN measure when a step's tokens were all handed
+	// over, relative to the step's end.
+	deliverSum time.Duration
+	deliverN   uint64
 	// wakeLate is the lateness of the last wake-up; written by the loop
 	// outside mu, read by it under mu.
 	wakeLate time.Duration
@@ -320,21 +329,26 @@ func (e *Engine) Overrun() OverrunStats {
 		o.MeanLateness = e.lateSum / time.Duration(o.Steps)
 		o.MeanStep = e.stepSum / time.Duration(o.Steps)
 		o.MeanWake = e.wakeSum / time.Duration(o.Steps)
-		if o.MeanStep > 0 {
+		if e.stepSum > 0 {
 			o.MeanFraction = float64(e.lateSum) / float64(e.stepSum)
 		}
+	}
+	if e.deliverN > 0 {
+		o.MeanDelivery = e.deliverSum / time.Duration(e.deliverN)
 	}
 	return o
 }
 
 // loop owns the scheduler. It blocks on wake while idle; otherwise it plans
-// a step at its absolute start time, sleeps to its end, and delivers tokens.
+// a step at its absolute start time, delivers the previous step's tokens,
+// and sleeps to the step's end.
 func (e *Engine) loop(sch *Scheduler) {
 	defer close(e.exited)
 	live := make(map[uint64]*Seq)
 	var adds []*Seq
 	var cancels []uint64
-	var next time.Duration // absolute start of the next step
+	var due []Emit         // the previous step's tokens, due at its end
+	var next time.Duration // absolute end of the previous step: the next start
 	scheduled := false     // whether next is a deadline (the engine was busy)
 	for {
 		e.mu.Lock()
@@ -357,8 +371,50 @@ func (e *Engine) loop(sch *Scheduler) {
 			sch.Cancel(id)
 			delete(live, id)
 		}
-		if sch.Idle() {
+
+		// Plan the next step first, so it starts on its deadline whatever
+		// the delivery of the previous step's tokens costs.
+		idle := sch.Idle()
+		var r StepResult
+		start := now
+		if !idle {
+			if scheduled && next <= now {
+				start = next
+			}
+			r = sch.Step(start)
+			st := sch.Stats()
+			e.mu.Lock()
+			if scheduled {
+				late := e.clk.now() - start
+				e.overrun.Steps++
+				e.lateSum += late
+				e.stepSum += r.Duration
+				e.wakeSum += e.wakeLate
+				e.overrun.MaxLateness = max(e.overrun.MaxLateness, late)
+			}
+			e.stats, e.waiting, e.running = st, st.Waiting, st.Running
+			e.mu.Unlock()
+		}
+
+		// Deliver the previous step's tokens (due at next).
+		if len(due) > 0 {
+			deliver(live, due)
+			if scheduled {
+				late := e.clk.now() - next
+				e.mu.Lock()
+				e.deliverSum += late
+				e.deliverN++
+				e.mu.Unlock()
+			}
+		}
+		due = append(due[:0], r.Tokens...)
+
+		if idle {
 			scheduled = false
+			e.mu.Lock()
+			e.stats = sch.Stats()
+			e.waiting, e.running = e.stats.Waiting, e.stats.Running
+			e.mu.Unlock()
 			select {
 			case <-e.wake:
 				continue
@@ -366,26 +422,6 @@ func (e *Engine) loop(sch *Scheduler) {
 				return
 			}
 		}
-		start := next
-		if !scheduled || start > now {
-			start = now
-		}
-		r := sch.Step(start)
-		st := sch.Stats()
-		e.mu.Lock()
-		if scheduled {
-			late := e.clk.now() - start
-			e.overrun.Steps++
-			e.lateSum += late
-			e.stepSum += r.Duration
-			e.wakeSum += e.wakeLate
-			if late > e.overrun.MaxLateness {
-				e.overrun.MaxLateness = late
-			}
-		}
-		e.stats, e.waiting, e.running = st, st.Waiting, st.Running
-		e.mu.Unlock()
-
 		next = start + r.Duration
 		scheduled = true
 		e.clk.sleepUntil(next, e.done)
@@ -395,21 +431,26 @@ func (e *Engine) loop(sch *Scheduler) {
 			return
 		default:
 		}
-		for _, t := range r.Tokens {
-			s := live[t.ID]
-			if s == nil {
-				continue
-			}
-			v := uint64(t.N)
-			if t.Last {
-				v |= finishedBit
-				delete(live, t.ID)
-			}
-			s.state.Add(v)
-			select {
-			case s.notify <- struct{}{}:
-			default:
-			}
+	}
+}
+
+// deliver hands a step's tokens to their readers: one atomic add (count and
+// finished flag together) and one non-blocking notify per sequence.
+func deliver(live map[uint64]*Seq, tokens []Emit) {
+	for _, t := range tokens {
+		s := live[t.ID]
+		if s == nil {
+			continue // cancelled
+		}
+		v := uint64(t.N)
+		if t.Last {
+			v |= finishedBit
+			delete(live, t.ID)
+		}
+		s.state.Add(v)
+		select {
+		case s.notify <- struct{}{}:
+		default:
 		}
 	}
 }
