@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -269,6 +270,10 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 		ctx, cancel = context.WithTimeoutCause(ctx, c.opt.RequestTimeout, errRequestTimeout)
 		defer cancel()
 	}
+	// stopReq aborts the exchange (used to bound the final drain); it is
+	// not the caller's cancellation, so it is never classified.
+	ctx, stopReq := context.WithCancel(ctx)
+	defer stopReq()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.engine.URL, bytes.NewReader(body))
 	if err != nil {
 		rec.Sent = c.since()
@@ -300,12 +305,29 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 		c.fail(rec, record.Malformed, "the server answered with application/json, not an event stream (does it support stream=true?): "+msg)
 		return
 	}
-	c.readStream(ctx, req, resp.Body, rec, info)
+	c.readStream(ctx, req, resp.Body, rec, info, stopReq)
 }
 
-// readStream consumes the event stream and classifies its end.
-func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, rec *record.Record, info *streamInfo) {
-	sr := newSSEReader(body, c.since, 0)
+// sseReaders recycles readers and their 32 KiB buffers across requests.
+var sseReaders = sync.Pool{New: func() any { return newSSEReader(nil, nil, 0) }}
+
+// drainWait bounds how long the body is drained after the stream ended.
+const drainWait = 100 * time.Millisecond
+
+// readStream consumes the event stream and classifies its end. stop, if not
+// nil, aborts a blocked body read (it cancels the request's context).
+func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, rec *record.Record, info *streamInfo, stop func()) {
+	sr := sseReaders.Get().(*sseReader)
+	sr.reset(body)
+	sr.stamp = c.since
+	defer func() {
+		sr.reset(nil)
+		sr.stamp = nil
+		if len(sr.buf) > 1<<20 || cap(sr.data) > 1<<20 {
+			return // do not keep a buffer grown by one huge event
+		}
+		sseReaders.Put(sr)
+	}()
 	var (
 		ci             chunkInfo
 		finished       bool
@@ -388,8 +410,13 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 	if rec.Done == 0 {
 		rec.Done = c.since()
 	}
-	// Leave the connection reusable: drain what little follows [DONE].
-	_, _ = io.CopyN(io.Discard, body, 4<<10)
+	if rec.Error == record.OK && stop != nil {
+		// Leave the connection reusable: drain what little follows the end,
+		// but never wait on a server that keeps the response open.
+		t := time.AfterFunc(drainWait, stop)
+		_, _ = io.CopyN(io.Discard, body, 4<<10)
+		t.Stop()
+	}
 
 	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, info)
 	if rec.Error != record.OK {

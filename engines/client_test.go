@@ -628,3 +628,15 @@ func TestConcurrentDo(t *testing.T) {
 		assert.Equal(t, []int{1, 1}, tokens(rec))
 	}
 }
+
+func TestDoDoneThenHang(t *testing.T) {
+	// [DONE] and then an open response: Do returns promptly without a
+	// request timeout, and the record is a success.
+	srv := newServer(t, hangHandler(true, sse(content("a"), finishStop, usageOnly(1, 1), "[DONE]")))
+	c := newClient(t, srv.URL, OpenAI, Options{})
+	start := time.Now()
+	rec := do(t, c, t.Context(), Request{Messages: oneMsg, MaxTokens: 1})
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, record.OK, rec.Error, rec.Message)
+	assert.Equal(t, 1, rec.OutputTokens)
+}
