@@ -111,11 +111,13 @@
 //
 // Engine runs the Scheduler on one goroutine. An idle engine blocks on a
 // channel (no polling, no CPU). A busy engine plans a step at its absolute
-// start time, sleeps until start + duration, delivers the step's tokens and
-// plans the next step at that same absolute deadline, so sleep overshoot
-// never accumulates: late steps are followed by steps that catch up.
-// Overrun reports how late step starts were (delivery and planning
-// included) and how much of that was the sleep waking up late.
+// start time, hands over the previous step's tokens, and sleeps until start
+// + duration, which is the next step's start: deadlines are absolute, so
+// sleep overshoot never accumulates and late steps are followed by steps
+// that catch up. Overrun reports how late steps started (wake-up and
+// planning; MeanWake is the wake-up part) and how late the last token of a
+// step reached its reader (MeanDelivery). BenchmarkEngineCapacity measures
+// both with up to 20,000 streams.
 //
 // Submit schedules the request after Overhead on a timer, so the overhead
 // blocks neither the loop nor other requests. Token delivery costs O(batch)

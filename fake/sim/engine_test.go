@@ -246,3 +246,34 @@ func TestEngineManyReaders(t *testing.T) {
 	assert.Equal(t, steps, e.Stats().Steps)
 	assert.False(t, errors.Is(nil, ErrClosed))
 }
+
+// TestEngineIdleTimingRealTime checks, in real time with generous bounds,
+// that a lone request on the friendli-like engine sees TTFT ≈ 30 ms
+// (28 ms overhead + a 2 ms prefill step) and ITL ≈ 2 ms.
+func TestEngineIdleTimingRealTime(t *testing.T) {
+	cfg, err := Preset("friendli-like")
+	require.NoError(t, err)
+	e, err := NewEngine(cfg)
+	require.NoError(t, err)
+	defer e.Close()
+	t0 := time.Now()
+	s, err := e.Submit(64, 50)
+	require.NoError(t, err)
+	ctx := context.Background()
+	n, _, err := s.Next(ctx)
+	require.NoError(t, err)
+	ttft := time.Since(t0)
+	t1 := time.Now()
+	total := n
+	for total < 50 {
+		k, _, err := s.Next(ctx)
+		require.NoError(t, err)
+		total += k
+	}
+	itl := time.Since(t1) / 49
+	t.Logf("TTFT %v ITL %v overrun %+v", ttft, itl, e.Overrun())
+	assert.GreaterOrEqual(t, ttft, 30*time.Millisecond, "never faster than the model")
+	assert.Less(t, ttft, 80*time.Millisecond)
+	assert.GreaterOrEqual(t, itl, 1900*time.Microsecond, "absolute deadlines: never faster than the model")
+	assert.Less(t, itl, 4*time.Millisecond, "no accumulated drift")
+}
