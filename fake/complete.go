@@ -122,6 +122,11 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			writeError(w, http.StatusInternalServerError, "simulated failure: internal server error")
 			return
 		}
+		if limit := s.cfg.KVCapacityTokens; req.PromptTokens+req.MaxTokens > limit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%d prompt tokens plus %d output tokens exceed the simulated context of %d tokens: lower max_tokens or shorten the prompt",
+				req.PromptTokens, req.MaxTokens, limit))
+			return
+		}
 		var src tokenSource
 		if s.eng == nil {
 			src = &firehose{n: p.n}
@@ -135,8 +140,8 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 				writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the waiting queue is full (%d requests): retry later", s.cfg.MaxWaiting))
 				return
 			case errors.Is(err, sim.ErrTooLong):
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%d prompt tokens plus max_tokens %d do not fit the simulated KV cache of %d tokens: lower max_tokens or shorten the prompt",
-					req.PromptTokens, p.n, s.cfg.KVCapacityTokens))
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%d prompt tokens plus %d output tokens do not fit the simulated KV cache: lower max_tokens or shorten the prompt",
+					req.PromptTokens, p.n))
 				return
 			case err != nil:
 				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the simulated engine is not accepting requests: %v", err))
@@ -177,9 +182,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	var buf []byte
+	var werr error // the first write error: the client is gone
 	emit := func() {
-		_, _ = w.Write(buf)
-		_ = rc.Flush()
+		if werr == nil {
+			if _, werr = w.Write(buf); werr == nil {
+				werr = rc.Flush()
+			}
+		}
 		buf = buf[:0]
 	}
 	usage := func(completion int) int {
@@ -243,6 +252,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 			buf = st.textChunk(buf, p.text(emitted, c), usage(emitted+c))
 			emitted += c
 			emit()
+			if werr != nil {
+				return // the client is gone; the deferred Cancel frees the slot
+			}
 			if s.eng == nil {
 				s.fhGenTotal.Add(uint64(c))
 			}

@@ -223,7 +223,7 @@ func TestTooLongForKVIs400(t *testing.T) {
 	resp := post(t, context.Background(), ts.URL+"/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":5000}`)
 	body := readAll(t, resp)
 	assert.Equal(t, 400, resp.StatusCode)
-	assert.Contains(t, string(body), "KV cache")
+	assert.Contains(t, string(body), "exceed the simulated context of 1024 tokens")
 }
 
 func TestMetricsCount(t *testing.T) {
@@ -278,4 +278,43 @@ func TestEstimatePromptTokens(t *testing.T) {
 			assert.Equal(t, tt.want, EstimatePromptTokens(tt.msgs))
 		})
 	}
+}
+
+// TestFirehoseBounds checks that the firehose refuses outputs beyond the
+// configured context (so a huge max_tokens cannot exhaust memory) and stops
+// writing when the client leaves.
+func TestFirehoseBounds(t *testing.T) {
+	_, ts := newTest(t, firehoseCfg(t), Options{})
+	resp := post(t, context.Background(), ts.URL+"/v1/chat/completions",
+		`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":1000000000,"stream":true}`)
+	body := readAll(t, resp)
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, string(body), "exceed the simulated context")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	resp = post(t, ctx, ts.URL+"/v1/chat/completions",
+		`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":400000,"ignore_eos":true,"stream":true}`)
+	buf := make([]byte, 4096)
+	_, err := resp.Body.Read(buf)
+	require.NoError(t, err)
+	cancel()
+	resp.Body.Close()
+	// goleak in TestMain fails the run if the handler kept writing forever.
+}
+
+func TestRunningLifecycle(t *testing.T) {
+	r, err := Start(fastCfg(t), Options{Model: "m"})
+	require.NoError(t, err)
+	assert.Regexp(t, `^http://127\.0\.0\.1:\d+/v1/chat/completions$`, r.URL())
+	assert.Equal(t, r.Addr()+"/v1", r.BaseURL())
+	assert.NotNil(t, r.Server().Engine())
+	resp := mustGet(t, r.Addr()+"/health")
+	readAll(t, resp)
+	assert.Equal(t, 200, resp.StatusCode)
+	require.NoError(t, r.Close())
+	require.NoError(t, r.Close(), "Close is idempotent")
+	_, err = http.Get(r.Addr() + "/health")
+	assert.Error(t, err, "nothing listens after Close")
+	_, err = Start(fastCfg(t), Options{ErrorRate: 2})
+	assert.Error(t, err)
 }
