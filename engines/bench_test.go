@@ -154,50 +154,63 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkIngest drives C concurrent streams of 256 chunks each from an
-// in-process loopback firehose; one op is one chunk received. chunks/s is
-// the achieved ingest rate; cpu-ns/chunk is the process CPU (client AND
-// the in-process server together: an upper bound on the client's share)
-// per chunk.
+// BenchmarkIngest drives C concurrent streams of 256 chunks each from a
+// loopback firehose that flushes every event; one op is one chunk received.
+// chunks/s is the achieved ingest rate. With server=process the firehose
+// runs in a child process (GOMAXPROCS=1) and cpu-ns/chunk is the client's
+// own CPU (user+system, getrusage) per chunk; with server=inprocess it is
+// client and server together.
 func BenchmarkIngest(b *testing.B) {
 	const perStream = 256
-	for _, conc := range []int{64, 1024} {
-		b.Run(fmt.Sprintf("streams=%d", conc), func(b *testing.B) {
-			srv := httptest.NewServer(firehose(perStream))
-			defer srv.Close()
-			c, err := NewClient(Engine{Name: "bench", Profile: VLLM, URL: srv.URL + "/v1/chat/completions", Model: "m"}, Options{Concurrency: conc})
-			if err != nil {
-				b.Fatal(err)
+	for _, mode := range []string{"process", "inprocess"} {
+		for _, conc := range []int{64, 1024} {
+			b.Run(fmt.Sprintf("server=%s/streams=%d", mode, conc), func(b *testing.B) {
+				benchIngest(b, mode, conc, perStream)
+			})
+		}
+	}
+}
+
+func benchIngest(b *testing.B, mode string, conc, perStream int) {
+	var url string
+	if mode == "process" {
+		url = startFirehoseProcess(b, perStream)
+	} else {
+		srv := httptest.NewServer(firehose(perStream))
+		defer srv.Close()
+		url = srv.URL + "/v1/chat/completions"
+	}
+	c, err := NewClient(Engine{Name: "bench", Profile: VLLM, URL: url, Model: "m"}, Options{Concurrency: conc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	requests := max((b.N+perStream-1)/perStream, conc)
+	var next, chunks, failed atomic.Int64
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	b.ResetTimer()
+	cpu0, t0 := cpuTime(), time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			var rec record.Record
+			for next.Add(1) <= int64(requests) {
+				c.Do(ctx, Request{Messages: oneMsg, MaxTokens: perStream}, &rec)
+				if rec.Error != record.OK {
+					failed.Add(1)
+				}
+				chunks.Add(int64(len(rec.Chunks)))
 			}
-			defer c.Close()
-			requests := max((b.N+perStream-1)/perStream, conc)
-			var next, chunks, failed atomic.Int64
-			ctx, cancel := context.WithCancel(b.Context())
-			defer cancel()
-			b.ResetTimer()
-			cpu0, t0 := cpuTime(), time.Now()
-			var wg sync.WaitGroup
-			for range conc {
-				wg.Go(func() {
-					var rec record.Record
-					for next.Add(1) <= int64(requests) {
-						c.Do(ctx, Request{Messages: oneMsg, MaxTokens: perStream}, &rec)
-						if rec.Error != record.OK {
-							failed.Add(1)
-						}
-						chunks.Add(int64(len(rec.Chunks)))
-					}
-				})
-			}
-			wg.Wait()
-			elapsed, cpu := time.Since(t0), cpuTime()-cpu0
-			b.StopTimer()
-			if f := failed.Load(); f > 0 {
-				b.Fatalf("%d of %d requests failed", f, requests)
-			}
-			n := float64(chunks.Load())
-			b.ReportMetric(n/elapsed.Seconds(), "chunks/s")
-			b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/chunk")
 		})
 	}
+	wg.Wait()
+	elapsed, cpu := time.Since(t0), cpuTime()-cpu0
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d requests failed", f, requests)
+	}
+	n := float64(chunks.Load())
+	b.ReportMetric(n/elapsed.Seconds(), "chunks/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/chunk")
 }
