@@ -243,10 +243,11 @@ type streamInfo struct {
 	contentType string
 }
 
-// Do sends one streaming request and fills rec (see the package doc for
-// every field's definition). The caller sets Engine, Seq, Phase, Intended,
-// Concurrency, Sample and RequestedTokens. Do never panics on server input
-// and returns once ctx is done or RequestTimeout expires, whichever is first.
+// Do sends one streaming request and fills rec, which must not be nil; see
+// the package doc for every field's definition. The caller sets Engine, Seq,
+// Phase, Intended, Concurrency, Sample and RequestedTokens; Do resets and
+// sets the rest. Do never panics on server input, and it returns by the time
+// ctx is done or RequestTimeout expires, whichever comes first.
 func (c *Client) Do(ctx context.Context, req Request, rec *record.Record) {
 	var info streamInfo
 	c.do(ctx, req, rec, &info)
@@ -297,6 +298,10 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := readErrorBody(resp.Body)
+		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			// Redirects are not followed (they would resend the credentials).
+			msg = "redirected to " + RedactURL(loc) + "; use that URL: " + msg
+		}
 		c.fail(rec, record.HTTPStatus, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg))
 		return
 	}

@@ -640,3 +640,14 @@ func TestDoDoneThenHang(t *testing.T) {
 	assert.Equal(t, record.OK, rec.Error, rec.Message)
 	assert.Equal(t, 1, rec.OutputTokens)
 }
+
+func TestDoRedirectNotFollowed(t *testing.T) {
+	// A redirect is reported with its (redacted) target, never followed.
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://elsewhere.example/v1/chat/completions?token=abcd", http.StatusTemporaryRedirect)
+	}))
+	rec := do(t, newClient(t, srv.URL, OpenAI, Options{}), t.Context(), Request{Messages: oneMsg})
+	assert.Equal(t, record.HTTPStatus, rec.Error)
+	assert.Equal(t, http.StatusTemporaryRedirect, rec.Status)
+	assert.Contains(t, rec.Message, "redirected to https://elsewhere.example/v1/chat/completions?token=REDACTED")
+}
