@@ -114,11 +114,11 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 		p := s.plan(req)
 		switch p.fail {
 		case "429":
-			s.logf("fake: request %d: injected 429", p.index)
+			s.logf("request %d: injected 429", p.index)
 			writeError(w, http.StatusTooManyRequests, "simulated failure: too many requests")
 			return
 		case "500":
-			s.logf("fake: request %d: injected 500", p.index)
+			s.logf("request %d: injected 500", p.index)
 			writeError(w, http.StatusInternalServerError, "simulated failure: internal server error")
 			return
 		}
@@ -209,7 +209,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the simulated engine stopped: %v", err))
 				return
 			}
-			s.logf("fake: request %d: stream ended early: %v", p.index, err)
+			s.logf("request %d: stream ended early: %v", p.index, err)
 			return // no [DONE]: the client sees a cut stream
 		}
 		generated += k
@@ -231,17 +231,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 			if emitted >= p.failAt {
 				switch p.fail {
 				case "cut":
-					s.logf("fake: request %d: injected cut after %d tokens", p.index, emitted)
+					s.logf("request %d: injected cut after %d tokens", p.index, emitted)
 					src.Cancel()
 					panic(http.ErrAbortHandler) // net/http closes the connection without a final chunk
 				case "hang":
-					s.logf("fake: request %d: injected hang after %d tokens", p.index, emitted)
+					s.logf("request %d: injected hang after %d tokens", p.index, emitted)
 					src.Cancel()
 					s.wait(ctx)
 					return
 				case "malformed":
 					if !malformed {
-						s.logf("fake: request %d: injected malformed event after %d tokens", p.index, emitted)
+						s.logf("request %d: injected malformed event after %d tokens", p.index, emitted)
 						malformed = true
 						buf = append(buf, malformedEvent...)
 						emit()
@@ -274,7 +274,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *stream, src tokenSource) {
 	ctx := r.Context()
 	if p.fail == "hang" {
-		s.logf("fake: request %d: injected hang", p.index)
+		s.logf("request %d: injected hang", p.index)
 		src.Cancel()
 		s.wait(ctx)
 		return
@@ -299,11 +299,11 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *st
 	w.Header().Set("Content-Type", "application/json")
 	switch p.fail {
 	case "malformed":
-		s.logf("fake: request %d: injected malformed body", p.index)
+		s.logf("request %d: injected malformed body", p.index)
 		body = body[:len(body)/2]
 		body = append(body, "\n<simulated malformed body>\n"...)
 	case "cut":
-		s.logf("fake: request %d: injected cut", p.index)
+		s.logf("request %d: injected cut", p.index)
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 		_, _ = w.Write(body[:len(body)/2])
 		_ = http.NewResponseController(w).Flush()

@@ -203,7 +203,7 @@ func (s *Server) Close() {
 
 func (s *Server) logf(format string, args ...any) {
 	if s.opts.Logf != nil {
-		s.opts.Logf(format, args...)
+		s.opts.Logf("%s (simulated): "+format, append([]any{s.opts.EngineName}, args...)...)
 	}
 }
 
