@@ -651,3 +651,44 @@ func TestDoRedirectNotFollowed(t *testing.T) {
 	assert.Equal(t, http.StatusTemporaryRedirect, rec.Status)
 	assert.Contains(t, rec.Message, "redirected to https://elsewhere.example/v1/chat/completions?token=REDACTED")
 }
+
+func TestTransportNeverQueuesHidden(t *testing.T) {
+	// With Concurrency = n, n requests are all at the server at once: the
+	// transport holds none of them back.
+	const n = 32
+	var inFlight, peak atomic.Int64
+	release := make(chan struct{})
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		cur := inFlight.Add(1)
+		for {
+			p := peak.Load()
+			if cur <= p || peak.CompareAndSwap(p, cur) {
+				break
+			}
+		}
+		if cur == n {
+			close(release)
+		}
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		streamHandler(sse(content("a"), finishStop, "[DONE]"))(w, r)
+	}))
+	c := newClient(t, srv.URL, OpenAI, Options{Concurrency: n})
+	require.NotNil(t, c.tr)
+	assert.Equal(t, n+extraConns, c.tr.MaxConnsPerHost)
+	assert.Equal(t, n+extraConns, c.tr.MaxIdleConnsPerHost)
+	assert.True(t, c.tr.DisableCompression)
+	var wg sync.WaitGroup
+	recs := make([]record.Record, n)
+	for i := range recs {
+		wg.Go(func() { c.Do(t.Context(), Request{Messages: oneMsg}, &recs[i]) })
+	}
+	wg.Wait()
+	assert.Equal(t, int64(n), peak.Load(), "all requests reached the server together")
+	for _, rec := range recs {
+		assert.Equal(t, record.OK, rec.Error, rec.Message)
+	}
+}
