@@ -111,7 +111,8 @@
 //     reset before any response. Message says which.
 //   - timeout: Options.RequestTimeout expired, or the caller's context
 //     deadline passed, before the stream ended (no headers, or a stalled
-//     stream).
+//     stream, including one that sent its finish_reason but then neither
+//     [DONE] nor the end of the body).
 //   - canceled: the caller cancelled the context. Not an engine failure.
 //   - http-status: a non-2xx status. Status is set; Message is "HTTP <code>:
 //     " and the server's message (error.message, message or detail of a
