@@ -72,7 +72,7 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 		capped := false
 		for range 100 {
 			nd := lambda * (D - 1)
-			sm = stepModel{cfg: &cfg, nd: nd, P: P, kvd: lambda * kvDecodePerReq, budget: budget}
+			sm = stepModel{cfg: &cfg, nd: nd, P: P, kvd: lambda * kvDecodePerReq, budget: budget, fin: map[int]float64{}}
 			if sync {
 				all = sm.evenly(lambda)
 			} else {
@@ -99,8 +99,6 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 			st.sOwn = sm.ownMixing(oth, ro)
 		}
 		st.sDec = oth.mean()
-		chunks := math.Ceil(P / math.Max(1, budget-sm.nd))
-		st.sOwn += (chunks - 1) * st.sDec
 		if C > 1 && O > 0 {
 			f := math.Min(1, (L-O)/L) // share of time another client is inside the engine
 			busy := 1 - math.Pow(1-f, C-1)
@@ -179,27 +177,86 @@ func poisson(lambda float64, n int) []float64 {
 type stepModel struct {
 	cfg                *Config
 	nd, P, kvd, budget float64
+	fin                map[int]float64 // memo of super's finish for chunked groups
 }
 
-// step is the duration in ms of a step with k prefills (beyond the budget a
-// prefill waits, so k is capped by what fits).
+// super is what k prefills of P tokens cost when they start together with
+// nd decodes: the budget left by the decodes, cap, lets them run in
+// n = ⌈k·P/cap⌉ consecutive steps (chunked prefill), each with the decodes.
+// total is the duration of those steps, in ms, and finish the mean time
+// from their start to the end of the step in which one of the k prompts
+// (at a uniformly random place in the queue) completes.
+func (m stepModel) super(k int) (total float64, n int, finish float64) {
+	if k == 0 {
+		return m.cfg.stepMs(m.nd, m.kvd, 0), 1, 0
+	}
+	capTok := math.Max(1, m.budget-m.nd)
+	work := float64(k) * m.P
+	n = max(1, int(math.Ceil(work/capTok-1e-9)))
+	full := m.cfg.stepMs(m.nd+capTok, m.kvd+capTok, capTok*m.P/2)
+	last := work - float64(n-1)*capTok
+	total = float64(n-1)*full + m.cfg.stepMs(m.nd+last, m.kvd+last, last*m.P/2)
+	if n == 1 {
+		return total, 1, total
+	}
+	if f, ok := m.fin[k]; ok {
+		return total, n, f
+	}
+	for i := 1; i <= k; i++ {
+		c := int(math.Ceil(float64(i)*m.P/capTok - 1e-9)) // the step that completes prompt i
+		if c >= n {
+			finish += total
+		} else {
+			finish += float64(c) * full
+		}
+	}
+	finish /= float64(k)
+	m.fin[k] = finish
+	return total, n, finish
+}
+
+// step is the total duration in ms of the steps that k prefills starting
+// together take (see super).
 func (m stepModel) step(k int) float64 {
-	kf := math.Min(float64(k), math.Max(1, (m.budget-m.nd)/m.P))
-	return m.cfg.stepMs(m.nd+kf*m.P, m.kvd+kf*m.P, kf*m.P*m.P/2)
+	t, _, _ := m.super(k)
+	return t
 }
 
-// dist is a distribution of prefills per step with the matching durations.
+// finish is the mean time until one of k prefills starting together
+// completes (see super).
+func (m stepModel) finish(k int) float64 {
+	_, _, f := m.super(k)
+	return f
+}
+
+// dist is a distribution of the prefills that start together, with the
+// duration and the number of steps they take.
 type dist struct {
-	p, s []float64 // p[k] = probability of k prefills; s[k] = step duration, ms
+	p, s []float64 // p[k] = probability of k prefills; s[k] = duration of their steps, ms
+	n    []float64 // n[k] = number of steps they take (1 unless the budget splits them)
 	cfg  *Config
 }
 
+// mean is the mean duration of one step.
 func (d dist) mean() float64 {
-	e := 0.0
+	e, steps := 0.0, 0.0
 	for k, pk := range d.p {
 		e += pk * d.s[k]
+		steps += pk * d.n[k]
 	}
-	return e
+	if steps == 0 {
+		return 0
+	}
+	return e / steps
+}
+
+// fill sets s and n for every k.
+func (d *dist) fill(m stepModel) {
+	d.s, d.n = make([]float64, len(d.p)), make([]float64, len(d.p))
+	for k := range d.p {
+		t, n, _ := m.super(k)
+		d.s[k], d.n[k] = t, float64(n)
+	}
 }
 
 // chain is the stationary distribution of prefills per step when requests
@@ -208,14 +265,19 @@ func (d dist) mean() float64 {
 // form a Poisson process, or ⌊r·S(k)⌋ / ⌈r·S(k)⌉ (by the fractional part)
 // for evenly spaced ones. The chain is iterated to its fixed point.
 func (m stepModel) chain(r float64, even bool) dist {
-	n := 16
-	for n < 4096 && float64(n) < 3*r*m.step(n)+10*math.Sqrt(r*m.step(n)+1)+10 {
-		n *= 2
+	var d dist
+	for n := 16; ; n *= 2 {
+		d = m.chainN(r, even, n)
+		if n >= 1024 || d.p[n-1] < 1e-9 {
+			return d
+		}
 	}
-	d := dist{p: make([]float64, n), s: make([]float64, n), cfg: m.cfg}
-	for k := range d.s {
-		d.s[k] = m.step(k)
-	}
+}
+
+// chainN is chain truncated to n states (the last one absorbs the tail).
+func (m stepModel) chainN(r float64, even bool, n int) dist {
+	d := dist{p: make([]float64, n), cfg: m.cfg}
+	d.fill(m)
 	trans := make([][]float64, n)
 	for k := range trans {
 		if even {
@@ -263,26 +325,37 @@ func twoPoint(x float64, n int) []float64 {
 	return p
 }
 
-// ownMixing is the mean step that carries a request's own prefill under
-// Poisson arrivals: it arrived during a step picked in proportion to its
-// duration, and shares the next step with the others that arrived then.
+// ownMixing is the mean time from the end of the step in which a request
+// arrived to the end of its own prefill, under Poisson arrivals: it arrived
+// during steps picked in proportion to their duration, and prefills with the
+// others that arrived then.
 func (m stepModel) ownMixing(oth dist, r float64) float64 {
-	mean := oth.mean()
-	if mean <= 0 {
-		return m.step(1)
-	}
-	e := 0.0
+	tot, e := 0.0, 0.0
 	n := len(oth.p)
+	fin := make([]float64, n+1)
+	for j := range fin {
+		fin[j] = -1
+	}
 	for k, pk := range oth.p {
 		if pk < 1e-15 {
 			continue
 		}
-		w := pk * oth.s[k] / mean
+		w := pk * oth.s[k]
+		tot += w
 		for j, q := range poisson(r*oth.s[k], n) {
-			e += w * q * m.step(j+1)
+			if q < 1e-15 {
+				continue
+			}
+			if fin[j] < 0 {
+				fin[j] = m.finish(j + 1)
+			}
+			e += w * q * fin[j]
 		}
 	}
-	return e
+	if tot == 0 {
+		return m.finish(1)
+	}
+	return e / tot
 }
 
 // evenly is the distribution of prefills per step when λ arrive per step
@@ -290,11 +363,9 @@ func (m stepModel) ownMixing(oth dist, r float64) float64 {
 func (m stepModel) evenly(lambda float64) dist {
 	lo := int(math.Floor(lambda))
 	f := lambda - float64(lo)
-	d := dist{p: make([]float64, lo+2), s: make([]float64, lo+2), cfg: m.cfg}
+	d := dist{p: make([]float64, lo+2), cfg: m.cfg}
 	d.p[lo], d.p[lo+1] = 1-f, f
-	for k := range d.s {
-		d.s[k] = m.step(k)
-	}
+	d.fill(m)
 	return d
 }
 
@@ -303,11 +374,14 @@ func (m stepModel) evenly(lambda float64) dist {
 func (m stepModel) ownEvenly(all dist) float64 {
 	num, den := 0.0, 0.0
 	for k, pk := range all.p {
-		num += pk * float64(k) * all.s[k]
+		if k == 0 || pk == 0 {
+			continue
+		}
+		num += pk * float64(k) * m.finish(k)
 		den += pk * float64(k)
 	}
 	if den == 0 {
-		return m.step(1)
+		return m.finish(1)
 	}
 	return num / den
 }
@@ -328,10 +402,17 @@ func (d dist) residual(o float64) float64 {
 		if pk < 1e-12 {
 			continue
 		}
-		for i, z := range zs {
-			vals = append(vals, d.s[k]*math.Exp(sg*z-sg*sg/2))
-			probs = append(probs, pk*ws[i])
+		for i, z := range zs { // the steps of a group are taken as equal
+			vals = append(vals, d.s[k]/d.n[k]*math.Exp(sg*z-sg*sg/2))
+			probs = append(probs, pk*d.n[k]*ws[i])
 		}
+	}
+	norm := 0.0
+	for _, p := range probs {
+		norm += p
+	}
+	for i := range probs {
+		probs[i] /= norm
 	}
 	mean, minV := 0.0, math.Inf(1)
 	for i, v := range vals {
