@@ -224,17 +224,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 				w.WriteHeader(http.StatusOK)
 				started = true
 				if st.chat {
+					// Written with the first token, in one flush: a client
+					// cannot see the role before the first token.
 					buf = st.roleChunk(buf, usage(0))
-					emit()
 				}
 			}
 			if emitted >= p.failAt {
 				switch p.fail {
 				case "cut":
+					emit()
 					s.logf("request %d: injected cut after %d tokens", p.index, emitted)
 					src.Cancel()
 					panic(http.ErrAbortHandler) // net/http closes the connection without a final chunk
 				case "hang":
+					emit()
 					s.logf("request %d: injected hang after %d tokens", p.index, emitted)
 					src.Cancel()
 					s.wait(ctx)
@@ -244,7 +247,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 						s.logf("request %d: injected malformed event after %d tokens", p.index, emitted)
 						malformed = true
 						buf = append(buf, malformedEvent...)
-						emit()
 					}
 				}
 			}

@@ -36,6 +36,10 @@ type levelResult struct {
 	TTFT, ITL time.Duration
 	Requests  int // requests averaged for TTFT and ITL
 	Errors    int // non-200 answers, broken streams, wrong lengths
+	// Late is the engine's mean step-start lateness as a fraction of a
+	// step (sim.Engine.Overrun.MeanFraction), logged to help explain a
+	// miss on a loaded machine.
+	Late float64
 }
 
 // fidelityPrompt is a chat prompt whose estimate is exactly 64 tokens (the
@@ -161,6 +165,7 @@ func runLevel(t testing.TB, preset string, c int, minWindow time.Duration) (leve
 	defer r.Close()
 	cycle := pred.E2E
 	res := closedLoop(t, r.URL(), c, out, cycle, 2*cycle, max(minWindow, 3*cycle))
+	res.Late = r.Server().Engine().Overrun().MeanFraction
 	return res, pred
 }
 
@@ -186,6 +191,7 @@ func BenchmarkFidelity(b *testing.B) {
 				b.ReportMetric(float64(res.TTFT)/1e6, "ttft-ms")
 				b.ReportMetric(float64(res.ITL)/1e6, "itl-ms")
 				b.ReportMetric(float64(res.Errors), "errors")
+				b.ReportMetric(res.Late, "late-frac")
 				b.ReportMetric(0, "ns/op")
 			})
 		}
@@ -202,8 +208,8 @@ func TestFidelity(t *testing.T) {
 			var bad []string
 			for attempt := 1; attempt <= 3; attempt++ {
 				res, pred := runLevel(t, "vllm-like", c, 1500*time.Millisecond)
-				t.Logf("attempt %d: measured %.0f tok/s, TTFT %v, ITL %v over %d requests; predicted %.0f tok/s, TTFT %v, ITL %v",
-					attempt, res.TokPerSec, res.TTFT, res.ITL, res.Requests, pred.OutputTokPerSec, pred.TTFT, pred.ITL)
+				t.Logf("attempt %d: measured %.0f tok/s, TTFT %v, ITL %v over %d requests (steps %.1f %% late); predicted %.0f tok/s, TTFT %v, ITL %v",
+					attempt, res.TokPerSec, res.TTFT, res.ITL, res.Requests, 100*res.Late, pred.OutputTokPerSec, pred.TTFT, pred.ITL)
 				require.Zero(t, res.Errors)
 				require.Positive(t, res.Requests)
 				bad = bad[:0]
@@ -231,10 +237,17 @@ func TestFidelity(t *testing.T) {
 // TestRealism checks that the simulated engine batches like a real one:
 // 64 clients get at least 10× the tokens/s of one, and a longer ITL.
 func TestRealism(t *testing.T) {
-	one, _ := runLevel(t, "vllm-like", 1, time.Second)
-	many, _ := runLevel(t, "vllm-like", 64, time.Second)
-	t.Logf("C=1: %.0f tok/s, ITL %v; C=64: %.0f tok/s, ITL %v", one.TokPerSec, one.ITL, many.TokPerSec, many.ITL)
-	require.Zero(t, one.Errors+many.Errors)
+	var one, many levelResult
+	for attempt := 1; attempt <= 3; attempt++ { // see TestFidelity on retries
+		one, _ = runLevel(t, "vllm-like", 1, time.Second)
+		many, _ = runLevel(t, "vllm-like", 64, time.Second)
+		t.Logf("attempt %d: C=1: %.0f tok/s, ITL %v; C=64: %.0f tok/s, ITL %v (steps %.1f %% late)",
+			attempt, one.TokPerSec, one.ITL, many.TokPerSec, many.ITL, 100*many.Late)
+		require.Zero(t, one.Errors+many.Errors)
+		if many.TokPerSec >= 10*one.TokPerSec && many.ITL > one.ITL {
+			return
+		}
+	}
 	assert.GreaterOrEqual(t, many.TokPerSec, 10*one.TokPerSec)
 	assert.Greater(t, many.ITL, one.ITL)
 }

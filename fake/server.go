@@ -10,7 +10,8 @@
 //
 // A streamed chat completion sends its response headers only when the first
 // token is ready (after TTFT), together with a role-only chunk
-// (delta {"role":"assistant","content":""}) and the first content chunk.
+// (delta {"role":"assistant","content":""}) and the first content chunk,
+// both in one flush.
 // Every later chunk carries Options.TokensPerChunk tokens (the last one may
 // carry fewer), each flushed as soon as the engine step that produced it
 // ends. After the last token, in the same write: a finish chunk with an

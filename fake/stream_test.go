@@ -354,7 +354,7 @@ func TestFailureInjection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
 			_, ts := newTest(t, fastCfg(t), Options{ErrorRate: 1, ErrorKinds: []string{tt.kind}})
-			assert.Equal(t, tt.want, outcome(t, ts.URL, 300*time.Millisecond))
+			assert.Equal(t, tt.want, outcome(t, ts.URL, time.Second))
 		})
 	}
 	t.Run("determinism", func(t *testing.T) {
