@@ -2,6 +2,7 @@ package sim
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,9 +17,10 @@ func TestBatchingRealism(t *testing.T) {
 	require.NoError(t, err)
 	cfg.Jitter = predictJitter
 	run := func(c, prompt int) loopStats {
-		p := Predict(cfg, c, prompt, 128)
-		cycle := p.E2E + cfg.EffectiveOverhead()
-		return closedLoop(cfg, c, prompt, 128, cycle, 3*cycle, 10*cycle)
+		// Stagger over an idle request's lifetime; 20 s of virtual warm-up
+		// and 60 s of measurement cover many request cycles at every load.
+		idle := cfg.EffectiveOverhead() + 127*cfg.IdleITL() + cfg.IdlePrefillStep()
+		return closedLoop(cfg, c, prompt, 128, idle, 20*time.Second, 60*time.Second)
 	}
 	short1, short64 := run(1, 64), run(64, 64)
 	long1, long64 := run(1, 4000), run(64, 4000)
