@@ -53,6 +53,24 @@
 // A configuration with PrefillMs = PerTokenMs = 0 (sim.Config.Firehose)
 // runs no engine: every response is written as fast as the server can, to
 // measure clients.
+//
+// # In-process use
+//
+// Start runs a Server on a free loopback port; each call has its own engine,
+// so two simulated engines in one process are two Start calls:
+//
+//	vllm, _ := sim.Preset("vllm-like")
+//	a, err := fake.Start(vllm, fake.Options{EngineName: "vLLM (simulated)"})
+//	…
+//	defer a.Close()
+//	url := a.URL() // http://127.0.0.1:PORT/v1/chat/completions
+//
+// For tests, NewServer plus httptest.NewServer(s.Handler()) does the same;
+// Server.Engine exposes the engine's statistics.
+//
+// Requests for a prompt plus max_tokens beyond the configuration's
+// KVCapacityTokens get 400 (vLLM's max_model_len check), in the firehose too,
+// so no request can ask for unbounded output.
 package fake
 
 import (
