@@ -219,6 +219,12 @@ func (c *Client) body(req Request) ([]byte, error) {
 	return json.Marshal(b)
 }
 
+// fixesLength reports whether the profile asks the server for an exact
+// output length (min_tokens = max_tokens). Only then is a different length
+// a failure (length-mismatch); the generic profile sends max_tokens alone,
+// so a shorter answer is legitimate and only counted by the statistics.
+func (c *Client) fixesLength() bool { return c.engine.Profile != OpenAI }
+
 // setHeaders adds the profile's authentication headers.
 func (c *Client) setHeaders(h http.Header) {
 	if c.engine.APIKey != "" {
@@ -430,7 +436,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 	switch {
 	case len(rec.Chunks) == 0:
 		c.fail(rec, record.EmptyOutput, "the stream finished without one output token")
-	case req.MaxTokens > 0 && rec.TokenSource != record.ChunkCount && rec.OutputTokens != req.MaxTokens:
+	case req.MaxTokens > 0 && rec.TokenSource != record.ChunkCount && rec.OutputTokens != req.MaxTokens && c.fixesLength():
 		c.fail(rec, record.LengthMismatch, fmt.Sprintf("usage.completion_tokens is %d, the fixed length asked for is %d (finish_reason %q)", rec.OutputTokens, req.MaxTokens, rec.FinishReason))
 	}
 }

@@ -127,10 +127,13 @@
 //     8 MiB), or a 2xx application/json answer instead of an event stream.
 //     The stream is abandoned at the first bad event.
 //   - empty-output: the stream ended properly without one output chunk.
-//   - length-mismatch: MaxTokens > 0, usage was reported, and
-//     usage.completion_tokens differs from MaxTokens. The record keeps its
-//     chunks and tokens. Without usage the length is not checked (a chunk
-//     count is not a token count).
+//   - length-mismatch: MaxTokens > 0, the profile asked for that exact
+//     length (vllm and friendli send min_tokens = max_tokens), usage was
+//     reported, and usage.completion_tokens differs from MaxTokens. The
+//     record keeps its chunks and tokens. Without usage the length is not
+//     checked (a chunk count is not a token count). The generic profile
+//     sends max_tokens alone, so a shorter answer is not a failure there;
+//     the statistics still count and report it.
 //
 // # SSE parsing
 //
