@@ -47,8 +47,10 @@ const (
 	// Continuous: cumulative usage on every chunk (vLLM continuous_usage_stats);
 	// every Chunk.Tokens is exact.
 	Continuous TokenSource = "continuous-usage"
-	// Usage: one final usage frame; OutputTokens is exact, Chunk.Tokens is 1 per
-	// chunk unless the chunk count equals the usage count (then exact too).
+	// Usage: one final usage frame; OutputTokens is exact, and the client
+	// spreads it evenly over the chunks (earlier chunks take the remainder),
+	// so Chunk.Tokens is exact when every chunk carries one token and an
+	// estimate otherwise.
 	Usage TokenSource = "usage"
 	// ChunkCount: the server sent no usage; OutputTokens is the number of content
 	// chunks, a flagged fallback that undercounts multi-token chunks.
