@@ -301,7 +301,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// models answers like vLLM: {"object":"list","data":[{"id":…,"object":"model",…}]}.
+// models answers like vLLM: {"object":"list","data":[{"id":…,"object":"model",…}]},
+// with max_model_len the configuration's KVCapacityTokens (the longest
+// prompt plus output the server accepts).
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	b := []byte(`{"object":"list","data":[{"id":`)
 	b = append(b, s.modelJSON...)
@@ -311,7 +313,9 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	b = appendJSONString(b, s.opts.EngineName)
 	b = append(b, `,"root":`...)
 	b = append(b, s.modelJSON...)
-	b = append(b, `,"parent":null}]}`+"\n"...)
+	b = append(b, `,"parent":null,"max_model_len":`...)
+	b = strconv.AppendInt(b, int64(s.cfg.KVCapacityTokens), 10)
+	b = append(b, `}]}`+"\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)

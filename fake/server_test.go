@@ -63,7 +63,7 @@ func TestEndpoints(t *testing.T) {
 		// Health is 200 with an empty body, like vLLM.
 		{"health", "GET", "/health", "", 200, "", nil},
 		// Models lists the served model, owned by the engine label.
-		{"models", "GET", "/v1/models", "", 200, "application/json", []string{`"id":"m1"`, `"owned_by":"vLLM"`, `"object":"list"`}},
+		{"models", "GET", "/v1/models", "", 200, "application/json", []string{`"id":"m1"`, `"owned_by":"vLLM"`, `"object":"list"`, `"max_model_len":`}},
 		// Metrics has vLLM's names with HELP, TYPE and the model_name label.
 		{"metrics", "GET", "/metrics", "", 200, "text/plain", []string{
 			"# TYPE vllm:num_requests_running gauge", `vllm:num_requests_running{model_name="m1"} 0`,

@@ -38,9 +38,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Stdout, os.Stderr, os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "fake-engine:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
 		}
+		fmt.Fprintln(os.Stderr, "fake-engine:", err)
 		os.Exit(2)
 	}
 }
@@ -162,7 +163,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	if st.preset == "friendli-like" {
 		note = "; friendli-like numbers are illustrative, NOT Friendli Engine's measured performance"
 	}
-	fmt.Fprintf(stdout, "fake-engine: SIMULATED engine %q serving model %q at %s (%s%s)\n",
+	fmt.Fprintf(stdout, "fake-engine: SIMULATED engine %q (timings from a step model, not a measurement of any real engine) serving model %q at %s (%s%s)\n",
 		st.opts.EngineName, st.opts.Model, r.URL(), mode, note)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "fake-engine: shutting down")
