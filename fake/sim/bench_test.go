@@ -130,16 +130,30 @@ func BenchmarkSchedulerStep(b *testing.B) {
 	for _, n := range []int{256, 10000} {
 		b.Run(fmt.Sprintf("running=%d", n), func(b *testing.B) {
 			cfg := capacityConfig(b, n)
+			cfg.KVCapacityTokens = 1 << 50 // never full, never finished: every step decodes n
 			s := NewScheduler(cfg)
 			for i := range n {
-				if err := s.Add(uint64(i+1), 64, 1_000_000, 0); err != nil {
+				if err := s.Add(uint64(i+1), 64, 1<<40, 0); err != nil {
 					b.Fatal(err)
 				}
 			}
 			var now time.Duration
-			now += s.Step(now).Duration
+			for i := 0; ; i++ { // admit and prefill everyone first
+				r := s.Step(now)
+				now += r.Duration
+				if r.Decodes == n {
+					break
+				}
+				if i > 10000 {
+					b.Fatalf("only %d of %d decoding", r.Decodes, n)
+				}
+			}
 			for b.Loop() {
-				now += s.Step(now).Duration
+				r := s.Step(now)
+				if r.Decodes != n {
+					b.Fatalf("step decoded %d of %d", r.Decodes, n)
+				}
+				now += r.Duration
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/seq")
 		})
