@@ -75,11 +75,21 @@ type engineRun struct {
 	client    *engines.Client
 	sim       *sim.Config // the simulated engine's model, for the prediction; nil for real engines
 	probeE2E  time.Duration
+	lastE2E   atomic.Int64 // mean E2E of the latest finished sample, ns
 	mu        sync.Mutex // serialises writes of this engine's result lines
 	probeNote string
 }
 
 func (s *suite) measured() bool { return s.done.Load() > 0 }
+
+// stagger is the span over which a sample's first requests start: one
+// request's duration, so arrivals are spread like a steady state's rather
+// than bunched into convoys that finish, and return, together. It is the
+// latest sample's mean E2E for this engine (the sweep climbs, so that is
+// the closest estimate of the next level's), or the probe's at first.
+func (e *engineRun) stagger() time.Duration {
+	return max(e.probeE2E, time.Duration(e.lastE2E.Load()))
+}
 
 func (s *suite) jsonlPath(engine string) string {
 	return filepath.Join(s.dir.Path(), engine+".jsonl")
@@ -391,7 +401,7 @@ func (s *suite) startLevel(ctx context.Context, e *engineRun, c, sample int) (*l
 	return load.Start(ctx, load.Config{
 		Concurrency: c,
 		Warmup:      s.opt.warmup,
-		Stagger:     e.probeE2E,
+		Stagger:     e.stagger(),
 		Epoch:       s.epoch,
 	}, do)
 }
@@ -407,6 +417,9 @@ func (s *suite) finishLevel(e *engineRun, c, sample int, run *load.Run) levelRes
 	if s.ctx.Err() != nil {
 		return lv
 	}
+	if m := lv.summary.E2E.Mean; m > 0 {
+		e.lastE2E.Store(int64(m))
+	}
 	lv.metrics = reportedMetrics(lv.summary, lv.summary.Requests)
 	if s.allSimulated() {
 		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.outputTokens)
@@ -418,8 +431,11 @@ func (s *suite) finishLevel(e *engineRun, c, sample int, run *load.Run) levelRes
 		}
 		lv.metrics = append(lv.metrics,
 			metric{ratio(lv.summary.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
-			metric{ratio(float64(lv.summary.TTFT.P50), float64(pred.TTFT)), "ttft-vs-model"},
-			metric{ratio(float64(lv.summary.ITL.P50), float64(pred.ITL)), "itl-vs-model"},
+			// Means against the model's means: a median would compare a
+			// different statistic whenever step times are skewed (a few long
+			// steps with prefills among many short decode-only ones).
+			metric{ratio(float64(lv.summary.TTFT.Mean), float64(pred.TTFT)), "ttft-vs-model"},
+			metric{ratio(float64(lv.summary.ITL.Mean), float64(pred.ITL)), "itl-vs-model"},
 		)
 		lv.notes = append(lv.notes, fmt.Sprintf("simulator's prediction: %.0f tok/s, ttft %v, itl %v", pred.OutputTokPerSec, pred.TTFT, pred.ITL))
 	}

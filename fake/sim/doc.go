@@ -114,7 +114,15 @@
 // start time, hands over the previous step's tokens, and sleeps until start
 // + duration, which is the next step's start: deadlines are absolute, so
 // sleep overshoot never accumulates and late steps are followed by steps
-// that catch up. Overrun reports how late steps started (wake-up and
+// that catch up. Timers fire late (50 µs to 1 ms), so the clock learns its
+// mean overshoot and sets every timer (steps and overheads) that much early;
+// the mean step, hence TPOT and tokens/s, is exact. Go's timers on Linux
+// wake on a grid of about 1 ms when the process is otherwise idle, so
+// individual gaps between tokens form a sawtooth around the step time (on 4
+// ms steps: most gaps ~4.26 ms, one in four or five ~3.2 ms): compare ITL
+// means, not medians, with the model, and expect ITL percentiles of the
+// fast demo presets to spread by up to 1 ms. Spinning to exact deadlines
+// would cost a core. Overrun reports how late steps started (wake-up and
 // planning; MeanWake is the wake-up part) and how late the last token of a
 // step reached its reader (MeanDelivery). BenchmarkEngineCapacity measures
 // both with up to 20,000 streams.

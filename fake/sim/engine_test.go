@@ -29,6 +29,8 @@ func (c *fakeClock) now() time.Duration {
 	return c.t
 }
 
+func (c *fakeClock) lead() time.Duration { return 0 }
+
 func (c *fakeClock) sleepUntil(t time.Duration, done <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
