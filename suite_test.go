@@ -76,7 +76,7 @@ type engineRun struct {
 	sim       *sim.Config // the simulated engine's model, for the prediction; nil for real engines
 	probeE2E  time.Duration
 	lastE2E   atomic.Int64 // mean E2E of the latest finished sample, ns
-	mu        sync.Mutex // serialises writes of this engine's result lines
+	mu        sync.Mutex   // serialises writes of this engine's result lines
 	probeNote string
 }
 
