@@ -281,13 +281,17 @@ func warnings(s *Summary) []string {
 	if s.Interrupted > 0 {
 		ws = append(ws, fmt.Sprintf("%d measured requests were cancelled: the run was interrupted", s.Interrupted))
 	}
+	var small []string
 	for _, d := range []struct {
 		name string
 		n    int
 	}{{"TTFT", s.TTFT.N}, {"TPOT", s.TPOT.N}, {"ITL", s.ITL.N}, {"E2E", s.E2E.N}} {
 		if w := sampleWarning(d.name, d.n); w != "" {
-			ws = append(ws, w)
+			small = append(small, w)
 		}
+	}
+	if w := sampleWarnings(small); w != "" {
+		ws = append(ws, w)
 	}
 	return ws
 }

@@ -338,8 +338,8 @@ func TestSmallSampleWarnings(t *testing.T) {
 		n    int
 		want string // substring of the TTFT warning; "" = no TTFT warning
 	}{
-		{"40 samples: p99 unresolved, p95 fine", 40, "TTFT: [p99] from 40 samples"},
-		{"15 samples: p99 and p95 unresolved", 15, "TTFT: [p99 p95] from 15 samples"},
+		{"40 samples: p99 unresolved, p95 fine", 40, "TTFT [p99] n=40"},
+		{"15 samples: p99 and p95 unresolved", 15, "TTFT [p99 p95] n=15"},
 		{"100 samples: all resolved", 100, ""},
 	}
 	for _, tt := range tests {
@@ -351,7 +351,7 @@ func TestSmallSampleWarnings(t *testing.T) {
 			s := Summarize(recs, load.Window{Start: 0, End: ms(1000)})
 			var got string
 			for _, w := range s.Warnings {
-				if strings.HasPrefix(w, "TTFT:") {
+				if strings.HasPrefix(w, "few samples") && strings.Contains(w, "TTFT [") {
 					got = w
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -107,6 +108,15 @@ func sampleWarning(name string, n int) string {
 	if len(bad) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s: %v from %d samples are the max-ish (p%g needs ≥ %d, ideally 10× that); run more requests",
-		name, bad, n, reportedPercentiles[0], MinSamples(reportedPercentiles[0]))
+	return fmt.Sprintf("%s %v n=%d", name, bad, n)
+}
+
+// sampleWarnings joins the per-distribution small-sample findings into one
+// warning, so a short run gets one line, not four.
+func sampleWarnings(parts []string) string {
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("few samples for tail percentiles: %s are at or near the largest value seen (p%g needs ≥ %d values, ideally 10× that); run more requests, e.g. -benchtime=200x",
+		strings.Join(parts, ", "), reportedPercentiles[0], MinSamples(reportedPercentiles[0]))
 }
