@@ -63,7 +63,20 @@ func TestMain(m *testing.M) {
 	if !benchmarksRequested() {
 		os.Exit(m.Run())
 	}
+	// `go test -bench=.` would run this package's tests first: end-to-end
+	// tests that take a minute and print their own children's output. A
+	// benchmark run skips them unless -run was given explicitly.
+	if !flagSet("test.run") {
+		_ = flag.Set("test.run", "^$")
+	}
 	os.Exit(runSuite(m))
+}
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // benchmarksRequested reports whether -test.bench selects anything; the
