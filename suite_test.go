@@ -182,6 +182,9 @@ func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
 			fmt.Sprintf("inferbench engine=%s profile=%s url=%s model=%s", e.name, e.engine.Profile, engines.RedactURL(e.engine.URL), e.engine.Model),
 			e.probeNote,
 		}
+		if e.engine.Simulated {
+			perEngine[e.name] = append(perEngine[e.name], "engine "+e.name+" is SIMULATED (inferbench's fake engine): its numbers are not a real engine's")
+		}
 	}
 	if s.dir, err = results.Create(opt.out, names, s.header, perEngine); err != nil {
 		return nil, err
@@ -293,6 +296,12 @@ func (s *suite) preflight(ctx context.Context) error {
 		if d, ok := probe.Record.E2E(); ok {
 			e.probeE2E = d
 		}
+		if probe.Simulated && !e.engine.Simulated {
+			// A simulated engine reached by URL (fake-engine): say so
+			// everywhere its numbers go.
+			e.engine.Simulated = true
+			probe.Warnings = append(probe.Warnings, "the server is inferbench's SIMULATED engine (X-Inferbench-Simulated)")
+		}
 		e.probeNote = fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
 			probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
 			ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; "))
@@ -350,6 +359,9 @@ func (s *suite) makeHeader() results.Header {
 		h.Comments = append(h.Comments,
 			"SIMULATED ENGINES: these numbers come from inferbench's simulated engine (fake/), not from real inference engines.",
 			"The friendli-like preset is illustrative, not Friendli Engine's measured performance.")
+	}
+	if s.opt.insecure {
+		h.Comments = append(h.Comments, "WARNING: TLS certificates were not verified (-insecure-skip-verify)")
 	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",

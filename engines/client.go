@@ -225,6 +225,13 @@ func (c *Client) body(req Request) ([]byte, error) {
 // so a shorter answer is legitimate and only counted by the statistics.
 func (c *Client) fixesLength() bool { return c.engine.Profile != OpenAI }
 
+// SimulatedHeader is the response header by which inferbench's simulated
+// engine (fake/) identifies itself; Preflight reports it as Probe.Simulated
+// so that results of a simulated engine reached by URL are labelled as
+// simulated too. (The name is protocol, not shared code: fake/ spells it
+// on its own side.)
+const SimulatedHeader = "X-Inferbench-Simulated"
+
 // setHeaders adds the profile's authentication headers.
 func (c *Client) setHeaders(h http.Header) {
 	if c.engine.APIKey != "" {
@@ -247,6 +254,7 @@ type streamInfo struct {
 	usageChunks int           // events carrying usage
 	continuous  bool          // every output chunk carried usage
 	contentType string
+	simulated   bool // the server said it is inferbench's simulated engine
 }
 
 // Do sends one streaming request and fills rec, which must not be nil; see
@@ -301,6 +309,7 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	rec.Headers = c.since()
 	rec.Status = resp.StatusCode
 	info.contentType = resp.Header.Get("Content-Type")
+	info.simulated = resp.Header.Get(SimulatedHeader) != ""
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := readErrorBody(resp.Body)

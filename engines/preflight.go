@@ -31,6 +31,9 @@ type Probe struct {
 	// RoleChunkFirst is true when a role-only event arrived before the
 	// first output token (TTFT correctly ignores it; the gap is in Warnings).
 	RoleChunkFirst bool
+	// Simulated is true when the server identified itself as inferbench's
+	// simulated engine (the X-Inferbench-Simulated response header).
+	Simulated bool
 }
 
 // Preflight sends one probe request and checks reachability, auth,
@@ -71,6 +74,7 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 		return p, fmt.Errorf("%s: %s: %s", where, r.Error, r.Message)
 	}
 
+	p.Simulated = info.simulated
 	p.UsageReported = info.usageChunks > 0
 	p.ContinuousUsage = info.continuous
 	if !p.UsageReported {

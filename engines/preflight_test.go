@@ -212,3 +212,19 @@ func FuzzModels(f *testing.F) {
 		}
 	})
 }
+
+// TestPreflightDetectsSimulatedEngine: the simulated engine's response
+// header is reported, so its numbers can be labelled simulated.
+func TestPreflightDetectsSimulatedEngine(t *testing.T) {
+	for _, header := range []bool{true, false} {
+		srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if header {
+				w.Header().Set(SimulatedHeader, "true")
+			}
+			streamHandler(sse(content("a"), finishStop, usageOnly(1, 1), "[DONE]")).ServeHTTP(w, r)
+		}))
+		p, err := newClient(t, srv.URL, VLLM, Options{}).Preflight(t.Context(), Request{Messages: oneMsg, MaxTokens: 1})
+		require.NoError(t, err)
+		assert.Equal(t, header, p.Simulated)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/inferbench/inferbench/fake/sim"
@@ -44,6 +46,10 @@ func Serve(s *Server, ln net.Listener) *Running {
 			Handler:           s.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			// net/http logs connection errors to stderr by default; inside
+			// a benchmark that would split a result line. Route them to
+			// Logf, or nowhere.
+			ErrorLog: log.New(logfWriter{s}, "http: ", 0),
 		},
 		served: make(chan error, 1),
 	}
@@ -88,3 +94,11 @@ func (r *Running) shutdown(grace time.Duration) error {
 
 // Shutdown is Close with a chosen grace period for in-flight handlers.
 func Shutdown(r *Running, grace time.Duration) error { return r.shutdown(grace) }
+
+// logfWriter turns net/http's error log into Server.logf lines.
+type logfWriter struct{ s *Server }
+
+func (w logfWriter) Write(p []byte) (int, error) {
+	w.s.logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

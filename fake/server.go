@@ -200,7 +200,17 @@ func NewServer(cfg sim.Config, opts Options) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(SimulatedHeader, "true")
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// SimulatedHeader is set on every response, so a client that reaches this
+// server through a URL (the standalone command) can tell, and say, that
+// its numbers come from a simulation.
+const SimulatedHeader = "X-Inferbench-Simulated"
 
 // Engine returns the simulated engine, for its statistics in tests; nil for
 // the firehose configuration.

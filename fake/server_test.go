@@ -318,3 +318,24 @@ func TestRunningLifecycle(t *testing.T) {
 	_, err = Start(fastCfg(t), Options{ErrorRate: 2})
 	assert.Error(t, err)
 }
+
+// TestEveryResponseSaysSimulated: answers, errors included, carry the
+// header by which a client reaching this server by URL learns that its
+// numbers come from a simulation.
+func TestEveryResponseSaysSimulated(t *testing.T) {
+	_, ts := newTest(t, firehoseCfg(t), Options{})
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/health"},               // 200
+		{"GET", "/v1/models"},            // 200
+		{"GET", "/v1/chat/completions"},  // 405
+		{"POST", "/v1/chat/completions"}, // 400 (no body)
+		{"GET", "/nowhere"},              // 404
+	} {
+		req, err := http.NewRequest(tc.method, ts.URL+tc.path, nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "true", resp.Header.Get(SimulatedHeader), "%s %s (%d)", tc.method, tc.path, resp.StatusCode)
+	}
+}
