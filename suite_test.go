@@ -291,7 +291,23 @@ func (s *suite) preflight(ctx context.Context) error {
 			return err // names the engine, the URL and what to do
 		}
 		if i == 0 && s.opt.dataset == "" {
-			s.work.Calibrate(probe.Record.PromptTokens)
+			// Two probes: the first fits the tokens per filler word, the
+			// second separates the chat template's fixed overhead (one
+			// probe lands a few percent off, two within ±2 tokens).
+			err := s.work.Calibrate(probe.Record.PromptTokens)
+			if err == nil {
+				pctx, cancel := context.WithTimeout(ctx, limit)
+				p2, more, err2 := probeWithRetry(pctx, e.client, s.work.Probe())
+				cancel()
+				if err2 != nil {
+					return err2
+				}
+				probe, retried = p2, append(retried, more...)
+				err = s.work.Calibrate(probe.Record.PromptTokens)
+			}
+			if err != nil {
+				retried = append(retried, fmt.Sprintf("prompt length NOT calibrated (%v): prompts are sized by a words-per-token guess", err))
+			}
 		}
 		if d, ok := probe.Record.E2E(); ok {
 			e.probeE2E = d
