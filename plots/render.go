@@ -476,7 +476,7 @@ func latencyFigure(d *Data) (*figure, []error) {
 		p.Legend.Add(m.label, metricKey(m))
 	}
 	p.Y.Min, p.Y.Max = lo/1.5, hi*2.5 // headroom for the legend
-	f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between streamed chunks.")
+	f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between output chunks per token.")
 	return f, warnings
 }
 
