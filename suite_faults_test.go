@@ -1,6 +1,6 @@
 package inferbench
 
-// The fault suite: hand-made servers that answer the preflight probe
+// The fault suite: hand-made servers that answer the preflight probes
 // correctly and then misbehave in one way, run through the same code as
 // BenchmarkServe (newSuite, startLevel, finishLevel). Each fault must end
 // the level in bounded time, leave one record per measured request with the
@@ -117,7 +117,7 @@ func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, bool) {
 	return conn, rw, err == nil
 }
 
-// misbehaveFunc answers one chat request after the probe; n is the
+// misbehaveFunc answers one chat request after the preflight; n is the
 // request's max_tokens.
 type misbehaveFunc func(w http.ResponseWriter, r *http.Request, n int)
 
@@ -142,12 +142,12 @@ func (c *connCounter) open() int64 {
 	return c.opened.Load() - c.closed.Load() - c.hijacked.Load()
 }
 
-// faultServer is a hand-made /v1/chat/completions server: the first chat
-// request (the preflight probe) gets a correct stream, every later one goes
-// to misbehave.
+// faultServer is a hand-made /v1/chat/completions server: until armed,
+// every chat request gets a correct stream (so the preflight, however many
+// probes it sends, passes); once armed, every request goes to misbehave.
 type faultServer struct {
 	*httptest.Server
-	chats atomic.Int64
+	armed atomic.Bool
 	auth  atomic.Value // the last Authorization header seen (string)
 	conns connCounter
 }
@@ -172,7 +172,7 @@ func newFaultServer(t *testing.T, tls bool, misbehave misbehaveFunc) *faultServe
 			writeErrorJSON(w, http.StatusBadRequest, fmt.Sprintf("bad body (max_tokens %d): %v", body.MaxTokens, err))
 			return
 		}
-		if f.chats.Add(1) == 1 {
+		if !f.armed.Load() {
 			goodStream(w, body.MaxTokens)
 			return
 		}
@@ -281,8 +281,8 @@ func assertNoSecret(t *testing.T, dir string) {
 }
 
 // TestFaultSuite runs one level (concurrency 4, 12 measured requests,
-// 1 s request timeout) against servers that answer the probe and then
-// misbehave on every later request.
+// 1 s request timeout) against servers that answer the preflight and then
+// misbehave on every later request (or, where a row says so, on some).
 func TestFaultSuite(t *testing.T) {
 	const (
 		conc     = 4
@@ -469,9 +469,10 @@ func TestFaultSuite(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			s, err := newSuite(ctx, o)
-			require.NoError(t, err, "the probe is answered correctly")
+			require.NoError(t, err, "the preflight is answered correctly")
 			defer s.Close()
 			require.Len(t, s.engines, 1)
+			srv.armed.Store(true)
 
 			lv, took := guardedLevel(t, s, cancel, s.engines[0], conc, measured, 30*time.Second)
 			t.Logf("level took %v", took)
@@ -715,6 +716,7 @@ func TestHygieneAfterFaults(t *testing.T) {
 	defer cancel()
 	s, err := newSuite(ctx, o)
 	require.NoError(t, err)
+	srv.armed.Store(true)
 	closeSuite := sync.OnceFunc(s.Close)
 	defer closeSuite()
 	e := s.engines[0]
