@@ -485,7 +485,9 @@ func TestFaultSuite(t *testing.T) {
 			recs := readRecords(t, s.jsonlPath(tt.name))
 			var failed, n int
 			seqs := map[int]bool{}
-			for _, r := range recs {
+			for i, r := range recs {
+				// Warm-up, measured and cooldown requests alike: none dropped.
+				assert.Equal(t, i, r.Seq, "records are every request in Seq order, without gaps")
 				if r.Phase != record.Measured {
 					continue
 				}
@@ -504,6 +506,12 @@ func TestFaultSuite(t *testing.T) {
 					assert.Contains(t, r.Message, tt.wantMsg, "seq %d", r.Seq)
 					if tt.wantCode != 0 {
 						assert.Equal(t, tt.wantCode, r.Status, "seq %d", r.Seq)
+					}
+					if r.Error == record.Connect || strings.Contains(r.Message, "waiting for the response headers") {
+						assert.Zero(t, r.Headers, "seq %d: no headers arrived", r.Seq)
+						assert.Zero(t, r.Status, "seq %d: no status arrived", r.Seq)
+					} else {
+						assert.Positive(t, r.Headers, "seq %d: headers arrived", r.Seq)
 					}
 					if r.Error == record.Timeout {
 						// The timeout is honoured, not extended (generous upper bound for a loaded CI).
