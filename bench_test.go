@@ -245,27 +245,35 @@ type metric struct {
 
 // reportedMetrics turns a summary into the benchmark's metrics, in the
 // units the plots and the README document. Latencies are in ns so that
-// benchstat shows them in seconds.
+// benchstat shows them in seconds. A latency with no observation (every
+// measured request failed; TPOT and ITL with one-token outputs) is left
+// off the line: a 0 would read as a measurement.
 func reportedMetrics(sum metrics.Summary, measured int) []metric {
 	perOp := 0.0
 	if measured > 0 {
 		perOp = float64(sum.Window.Nanoseconds()) / float64(measured)
 	}
-	ns := func(d time.Duration) float64 { return float64(d.Nanoseconds()) }
-	return []metric{
+	ms := []metric{
 		{perOp, "ns/op"},
 		{sum.OutputTokPerSec, "tok/s"},
 		{sum.TotalTokPerSec, "total-tok/s"},
 		{sum.ReqPerSec, "req/s"},
-		{ns(sum.TTFT.P50), "ttft-p50-ns"},
-		{ns(sum.TTFT.P99), "ttft-p99-ns"},
-		{ns(sum.TPOT.P50), "tpot-p50-ns"},
-		{ns(sum.ITL.P50), "itl-p50-ns"},
-		{ns(sum.ITL.P99), "itl-p99-ns"},
-		{ns(sum.E2E.P50), "e2e-p50-ns"},
-		{ns(sum.E2E.P99), "e2e-p99-ns"},
 		{sum.ErrorRate, "errors/op"},
 	}
+	for _, l := range []struct {
+		d    metrics.Dist
+		name string
+		p99  bool
+	}{{sum.TTFT, "ttft", true}, {sum.TPOT, "tpot", false}, {sum.ITL, "itl", true}, {sum.E2E, "e2e", true}} {
+		if l.d.N == 0 {
+			continue
+		}
+		ms = append(ms, metric{float64(l.d.P50.Nanoseconds()), l.name + "-p50-ns"})
+		if l.p99 {
+			ms = append(ms, metric{float64(l.d.P99.Nanoseconds()), l.name + "-p99-ns"})
+		}
+	}
+	return ms
 }
 
 // resultLine renders one sample exactly as `go test -bench` prints it, in

@@ -55,12 +55,17 @@ func runLevel(s *suite, e *engineRun, c, n int) levelResult {
 	if err != nil {
 		return levelResult{err: err}
 	}
-	for i := 0; i < n; i++ {
-		if err := run.Dispatch(); err != nil {
-			return levelResult{err: err}
-		}
+	var dispatchErr error
+	for i := 0; i < n && dispatchErr == nil; i++ {
+		dispatchErr = run.Dispatch()
 	}
-	return s.finishLevel(e, c, sample, run)
+	// Always finish, as benchLevel does: it ends the slots' goroutines and
+	// saves the records, interrupted ones included.
+	lv := s.finishLevel(e, c, sample, run)
+	if dispatchErr != nil && lv.err == nil {
+		lv.err = dispatchErr
+	}
+	return lv
 }
 
 func readRecords(t *testing.T, path string) []record.Record {
@@ -179,6 +184,7 @@ func TestSuiteAgreesWithTheModel(t *testing.T) {
 	}
 	o := testOptions(t, "fake:friendli-like")
 	o.outputTokens = 64
+	o.concurrency = "1,8" // sizes the client's connection pool
 	s, err := newSuite(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()

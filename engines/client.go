@@ -542,7 +542,7 @@ func connectReason(err error) string {
 	case errors.As(err, &dnsErr):
 		return "DNS lookup failed: " + msg
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &verify):
-		return "TLS certificate verification failed (use a trusted certificate, or -insecure for a self-signed test server): " + msg
+		return "TLS certificate verification failed (use a trusted certificate, or -insecure-skip-verify for a self-signed test server): " + msg
 	case errors.As(err, &recordErr), strings.Contains(msg, "HTTP response to HTTPS client"):
 		return "TLS handshake failed (is this an http:// server?): " + msg
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -81,8 +81,10 @@ type Data struct {
 	Config Config
 	// Engines are the engine names, sorted (which fixes their colours).
 	Engines []string
-	// Units are the units present in every result line, sorted. Latency
-	// units keep their original "-ns" spelling.
+	// Units are the units of the results, sorted: every non-latency unit is
+	// on every line; a latency unit may be missing from the lines of
+	// samples where no request succeeded. Latency units keep their
+	// original "-ns" spelling.
 	Units []string
 	// Files maps each engine to the file it was read from (the label, for
 	// label=path arguments).
@@ -154,7 +156,8 @@ func (p pos) String() string { return fmt.Sprintf("%s:%d", p.file, p.line) }
 //
 // Load fails, naming the file and line, on a malformed Benchmark line, a
 // non-finite or negative value, a result whose set of units differs from the
-// first result's, results whose model/input-tokens/output-tokens/workload
+// first result's (latency units excepted: a sample in which every request
+// failed has no latency to report), results whose model/input-tokens/output-tokens/workload
 // differ, an engine found in two files, or input without any result.
 func Load(paths []string) (*Data, error) {
 	if len(paths) == 0 {
@@ -260,6 +263,10 @@ func Load(paths []string) (*Data, error) {
 			samples[k] = append(samples[k], val)
 		}
 		sort.Strings(units)
+		// Latency units are written only when the sample had a successful
+		// request to measure (every request failing leaves none), so they
+		// may be missing from a line; every other unit must be on every line.
+		units = slices.DeleteFunc(units, isLatencyUnit)
 		if firstUnits == nil {
 			firstUnits, firstPos = units, at
 		} else if !slices.Equal(units, firstUnits) {
@@ -279,6 +286,12 @@ func Load(paths []string) (*Data, error) {
 	d.Config.OutputTokens = cfg["output-tokens"]
 	d.Config.Workload = cfg["workload"]
 	d.Units = firstUnits
+	for k := range samples {
+		if isLatencyUnit(k.unit) && !slices.Contains(d.Units, k.unit) {
+			d.Units = append(d.Units, k.unit)
+		}
+	}
+	sort.Strings(d.Units)
 	for e := range engines {
 		d.Engines = append(d.Engines, e)
 	}
@@ -311,6 +324,10 @@ func summarize(conc int, vs []float64) Point {
 func isSimName(engine string) bool {
 	return strings.HasSuffix(engine, "-sim") || strings.HasPrefix(engine, "sim-")
 }
+
+// isLatencyUnit reports whether unit is one of the suite's latency units
+// (ttft-p50-ns and the like; ns/op is not one).
+func isLatencyUnit(unit string) bool { return strings.HasSuffix(unit, "-ns") }
 
 // unitDiff describes how got differs from want.
 func unitDiff(want, got []string) string {

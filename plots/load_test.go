@@ -210,7 +210,7 @@ func TestLoadBadInput(t *testing.T) {
 		// A file with only a header and PASS has no results.
 		{"no results", []string{"testdata/bad/noresults.txt"}, []string{"no BenchmarkServe result lines", "testdata/bad/noresults.txt"}},
 		// Engines with different units: the line and the first result's line are named, with the difference.
-		{"units differ", []string{"testdata/bad/units-a.txt", "testdata/bad/units-b.txt"}, []string{"testdata/bad/units-b.txt:3:", "testdata/bad/units-a.txt:2", "missing tpot-p50-ns"}},
+		{"units differ", []string{"testdata/bad/units-a.txt", "testdata/bad/units-b.txt"}, []string{"testdata/bad/units-b.txt:3:", "testdata/bad/units-a.txt:2", "missing tok/s"}},
 		// Different models cannot share a chart.
 		{"model differs", []string{"testdata/bad/model-a.txt", "testdata/bad/model-b.txt"}, []string{"testdata/bad/model-b.txt:2:", "model", "other-model", "testdata/bad/model-a.txt:2"}},
 		// Concurrency 0 would break the log axis.
@@ -261,4 +261,20 @@ func FuzzLoad(f *testing.F) {
 		require.NotEmpty(t, d.Engines)
 		_, _, _ = figures(d)
 	})
+}
+
+// TestLoadLatencyMissingWhereAllFailed: a sample in which every request
+// failed has no latency units on its line; it is read, and only the
+// latency points it lacks are missing.
+func TestLoadLatencyMissingWhereAllFailed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "e.txt")
+	require.NoError(t, os.WriteFile(path, []byte("model: m\n"+
+		"BenchmarkServe/concurrency=1-2\t60\t1000000 ns/op\t0 errors/op\t500 tok/s\t30000000 ttft-p50-ns\n"+
+		"BenchmarkServe/concurrency=2-2\t60\t1000000 ns/op\t1 errors/op\t0 tok/s\n"), 0o644))
+	d, err := Load([]string{path})
+	require.NoError(t, err)
+	assert.True(t, d.HasUnit("ttft-p50-ns"))
+	assert.Len(t, d.Series("ttft-p50-ns", "e"), 1)
+	assert.Len(t, d.Series("tok/s", "e"), 2)
 }
