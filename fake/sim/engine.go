@@ -199,6 +199,7 @@ type Seq struct {
 	seen     int           // tokens already returned by Next
 	prompt   int
 	max      int
+	due      time.Duration // engine clock time its overhead ends (it may join a step)
 	canceled atomic.Bool
 }
 
@@ -246,6 +247,7 @@ func (e *Engine) Submit(promptTokens, maxTokens int) (*Seq, error) {
 		sg := e.cfg.Jitter
 		d = time.Duration(float64(d) * math.Exp(sg*e.rng.NormFloat64()-sg*sg/2))
 	}
+	s.due = e.clk.now() + max(d, 0)
 	if d <= 0 {
 		e.enqueueLocked(s)
 		return s, nil
@@ -403,10 +405,17 @@ func (e *Engine) loop(sch *Scheduler) {
 		var r StepResult
 		start := now
 		if !idle {
-			if scheduled {
+			switch {
+			case scheduled:
 				// On the deadline, even when the clock woke a little early or
 				// late: the schedule never drifts.
 				start = next
+			case len(adds) > 0:
+				// Waking from idle: the step starts when the first request's
+				// overhead ended, not when its timer fired and the loop woke
+				// (both late by up to a millisecond), but never before the
+				// last step ended.
+				start = max(min(firstDue(adds), now), next)
 			}
 			r = sch.Step(start)
 			st := sch.Stats()
@@ -459,6 +468,15 @@ func (e *Engine) loop(sch *Scheduler) {
 		default:
 		}
 	}
+}
+
+// firstDue is the earliest time at which one of adds finished its overhead.
+func firstDue(adds []*Seq) time.Duration {
+	d := adds[0].due
+	for _, s := range adds[1:] {
+		d = min(d, s.due)
+	}
+	return d
 }
 
 // deliver hands a step's tokens to their readers: one atomic add (count and
