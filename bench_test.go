@@ -129,7 +129,6 @@ func runSuite(m *testing.M) int {
 		if rep > 0 {
 			_ = flag.Set("test.run", "^$") // tests ran once already
 		}
-		s.rep = rep
 		if c := m.Run(); c != 0 {
 			code = c
 		}

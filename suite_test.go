@@ -62,7 +62,6 @@ type suite struct {
 	header   results.Header
 	dir      *results.Dir
 	txtFiles []string
-	rep      int
 	samples  sampleCounter
 	done     atomic.Int64 // samples finished
 	closers  []func()
@@ -107,15 +106,15 @@ func (s *suite) Close() {
 // workload, runs every engine's preflight and opens the result files.
 // Every error says what was wrong and what to do.
 func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
+	if opt.getenv == nil {
+		opt.getenv = os.Getenv
+	}
 	s := &suite{ctx: ctx, opt: opt, epoch: time.Now()}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if opt.getenv == nil {
-		opt.getenv = os.Getenv
-	}
 	if s.levels, err = parseLevels(opt.concurrency); err != nil {
 		return nil, err
 	}
