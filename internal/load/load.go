@@ -142,17 +142,8 @@ func Start(ctx context.Context, cfg Config, do DoFunc) (*Run, error) {
 	case do == nil:
 		return nil, errors.New("load: nil request function")
 	}
-	r := &Run{cfg: cfg, do: do, now: cfg.Now, sleep: cfg.Sleep, ctx: ctx}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.sleep == nil {
-		r.sleep = sleepCtx
-	}
-	r.epoch = cfg.Epoch
-	if r.epoch.IsZero() {
-		r.epoch = r.now()
-	}
+	r := &Run{cfg: cfg, do: do, ctx: ctx}
+	r.now, r.sleep, _, r.epoch = clocks(cfg.Now, cfg.Sleep, cfg.Epoch)
 	r.tail, r.cancel = context.WithCancel(ctx)
 	c := cfg.Concurrency
 	r.free = make(chan freeSlot, c)
@@ -364,6 +355,23 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// clocks fills in the documented defaults shared by both runners: time.Now,
+// a real timer, and an epoch at the start (now) when none was given.
+func clocks(now func() time.Time, sleep func(context.Context, time.Duration) error, epoch time.Time) (
+	func() time.Time, func(context.Context, time.Duration) error, time.Time, time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	start := now()
+	if epoch.IsZero() {
+		epoch = start
+	}
+	return now, sleep, start, epoch
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -81,18 +81,8 @@ func StartOpen(ctx context.Context, cfg OpenConfig, do DoFunc) (*OpenRun, error)
 	case do == nil:
 		return nil, errors.New("load: open loop: nil request function")
 	}
-	r := &OpenRun{cfg: cfg, do: do, now: cfg.Now, sleep: cfg.Sleep, ctx: ctx}
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.sleep == nil {
-		r.sleep = sleepCtx
-	}
-	r.start = r.now()
-	r.epoch = cfg.Epoch
-	if r.epoch.IsZero() {
-		r.epoch = r.start
-	}
+	r := &OpenRun{cfg: cfg, do: do, ctx: ctx}
+	r.now, r.sleep, r.start, r.epoch = clocks(cfg.Now, cfg.Sleep, cfg.Epoch)
 	r.tail, r.cancelTail = context.WithCancel(ctx)
 	r.drain, r.cancelDrain = context.WithCancel(ctx)
 	r.sem = make(chan struct{}, cfg.MaxConcurrency)
