@@ -279,7 +279,7 @@ func (s *suite) preflight(ctx context.Context) error {
 			m, err := e.client.DiscoverModel(pctx)
 			if err != nil {
 				cancel()
-				return fmt.Errorf("engine %s: %w", e.name, err)
+				return err // names the engine and the URL
 			}
 			e.engine.Model = m
 			e.client.SetModel(m)
