@@ -55,7 +55,12 @@
 //   - FullRunOutputTokPerSec = output tokens of all measured requests ÷ (last
 //     measured Done − first measured Sent): vLLM's "output throughput", ramp-up
 //     and drain tail included, for comparison.
-//   - ReqPerSec = measured requests that succeeded with Done in W ÷ |W|.
+//   - ReqPerSec = requests of ANY phase that succeeded with Done in W ÷ |W|:
+//     the same window and population as OutputTokPerSec, so in steady state
+//     ReqPerSec × output tokens per request = OutputTokPerSec. Counting only
+//     measured requests, as an earlier version did, undercounts by about
+//     N/(N+C−1) for N measured requests at concurrency C: the warm-up
+//     requests that end inside W are left out while their tokens are not.
 //   - ErrorRate = Failed ÷ Requests over measured requests. Canceled measured
 //     requests (only an interrupted run cancels them) are not failures; they
 //     are counted in Interrupted.

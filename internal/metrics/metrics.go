@@ -46,8 +46,10 @@ type Summary struct {
 	OutputTokPerSec        float64 `json:"output_tok_per_s"`
 	TotalTokPerSec         float64 `json:"total_tok_per_s"`
 	FullRunOutputTokPerSec float64 `json:"full_run_output_tok_per_s"`
-	ReqPerSec              float64 `json:"req_per_s"`
-	ErrorRate              float64 `json:"error_rate"`
+	// ReqPerSec is successful requests of any phase completing inside the
+	// window ÷ the window: the population and window of OutputTokPerSec.
+	ReqPerSec float64 `json:"req_per_s"`
+	ErrorRate float64 `json:"error_rate"`
 
 	TTFT       Dist `json:"ttft"`
 	TPOT       Dist `json:"tpot"`
@@ -104,6 +106,10 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 			}
 		}
 
+		if r.Error == record.OK && len(r.Chunks) > 0 && w.Contains(r.Done) {
+			s.ReqPerSec++ // divided by the window below; any phase, as tok/s
+		}
+
 		if r.Phase != record.Measured {
 			continue
 		}
@@ -137,9 +143,6 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 			continue
 		}
 
-		if w.Contains(r.Done) {
-			s.ReqPerSec++ // divided by the window below
-		}
 		if len(r.Chunks) > 0 && (r.TokenSource == record.ChunkCount || r.OutputTokens == 0) {
 			s.FallbackTokenCounts++ // a cut stream has no usage by nature: only successes count here
 		}

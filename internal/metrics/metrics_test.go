@@ -218,6 +218,29 @@ func TestSummarize(t *testing.T) {
 			},
 		},
 		{
+			// req/s counts what tok/s counts: successes of any phase ending in
+			// the window. A warm-up and a cooldown request end inside it (both
+			// count), a measured one ends after it (does not), and a failed
+			// one ends inside it (does not: a failure is not throughput). The
+			// old definition (measured only) gave 0 here.
+			name: "req/s over the population of tok/s",
+			recs: func() []record.Record {
+				wu := measured(0, chunks(100, 1, 200, 1), 2)
+				wu.Phase = record.Warmup
+				cd := measured(300, chunks(400, 1, 500, 1), 2)
+				cd.Phase = record.Cooldown
+				late := measured(600, chunks(900, 1, 1200, 1), 2)
+				bad := measured(0, chunks(50, 1), 1)
+				bad.Phase, bad.Error = record.Warmup, record.StreamCut
+				return []record.Record{wu, cd, late, bad}
+			}(),
+			window: wide,
+			check: func(t *testing.T, s Summary) {
+				assert.InDelta(t, 2.0, s.ReqPerSec, 1e-9)
+				assert.InDelta(t, 6.0, s.OutputTokPerSec, 1e-9, "six tokens arrive in the window, the late and the cut requests' included")
+			},
+		},
+		{
 			// A cancelled measured request (interrupted run) is neither a failure nor a latency sample.
 			name: "cancelled measured request is interrupted, not failed",
 			recs: func() []record.Record {
