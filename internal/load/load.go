@@ -19,9 +19,12 @@
 // HTTP or engines. Records carry Phase, Seq, Concurrency and Intended; the
 // DoFunc stamps Sent, Chunks, Done and the outcome.
 //
-// Seq numbers: warm-up request j of slot i is j·C+i; measured requests follow
-// as C·Warmup, C·Warmup+1, … in Dispatch order; cooldown requests continue
-// after the last measured one.
+// Seq numbers start at Config.FirstSeq (F): warm-up request j of slot i is
+// F+j·C+i; measured requests follow as F+C·Warmup, F+C·Warmup+1, … in
+// Dispatch order; cooldown requests continue after the last measured one.
+// Result.NextSeq is one past the last seq handed out, so a caller that runs
+// several samples can number every request of a run once (a workload whose
+// requests depend on the seq then never repeats a prompt).
 //
 // Intended is the instant the load generator wanted to send: the later of
 // the moment the slot became free and the moment Dispatch (or Finish, for
@@ -59,6 +62,8 @@ type Config struct {
 	// A good value is one request's end-to-end latency (from a probe). 0 starts
 	// all slots at once.
 	Stagger time.Duration
+	// FirstSeq is the seq of the run's first request (see the package doc).
+	FirstSeq int
 	// Epoch is the instant record offsets are measured from; the zero value
 	// means the moment Start is called. The client must use the same epoch.
 	Epoch time.Time
@@ -78,6 +83,9 @@ type Result struct {
 	Window Window
 	// Dispatched is the number of measured requests handed out.
 	Dispatched int
+	// NextSeq is one past the highest seq this run handed out (warm-ups
+	// included, whether or not they ran): the next run's FirstSeq.
+	NextSeq int
 	// Err is non-nil when the run's context ended before every measured
 	// request finished: the records are kept, interrupted ones are Canceled.
 	Err error
@@ -149,7 +157,7 @@ func Start(ctx context.Context, cfg Config, do DoFunc) (*Run, error) {
 	r.free = make(chan freeSlot, c)
 	r.ramped = make(chan struct{})
 	r.jobs = make([]chan job, c)
-	r.nextSeq = c * cfg.Warmup
+	r.nextSeq = cfg.FirstSeq + c*cfg.Warmup
 	for i := range c {
 		r.jobs[i] = make(chan job, 1)
 	}
@@ -182,7 +190,7 @@ func (r *Run) slot(i int) {
 	}
 	r.mu.Unlock()
 	for j := 0; j < r.cfg.Warmup && r.tail.Err() == nil; j++ {
-		at = r.exec(job{seq: j*c + i, phase: record.Warmup, intended: at})
+		at = r.exec(job{seq: r.cfg.FirstSeq + j*c + i, phase: record.Warmup, intended: at})
 	}
 	for {
 		r.free <- freeSlot{slot: i, at: at}
@@ -303,7 +311,7 @@ func (r *Run) Finish() Result {
 	}
 	r.wg.Wait()
 
-	res := Result{Dispatched: r.dispatched, Err: r.ctx.Err()}
+	res := Result{Dispatched: r.dispatched, NextSeq: r.nextSeq, Err: r.ctx.Err()}
 	if res.Err != nil {
 		res.Err = fmt.Errorf("load: run interrupted: %w", res.Err)
 	}

@@ -54,6 +54,22 @@
 //
 // The entries are shuffled once by the seed; Request(seq) takes entry seq mod
 // the number of entries (N > 0 keeps only the first N after the shuffle).
+//
+// # Salting
+//
+// A run sends every request once: seqs never repeat within a run (the
+// suite numbers them across phases, levels, samples and repetitions). A
+// dataset has fewer entries than a long run has requests, so an entry comes
+// back; sent as it is, a prefix cache would serve it from the second time
+// on and the sample would measure the cache, not the engine. So every
+// request whose seq is outside [0, entries) — past the first pass, and the
+// probe (seq −1) — is salted: its first message starts with
+// "[request SEQ] ": it differs from every other request of the run within
+// its first few tokens (the number), so a prefix cache can serve at most
+// those few, never a block. Requests of the first pass go as the dataset
+// has them. The salt adds a few prompt tokens (about five), reported in
+// usage like any other. With N > 0 (an explicit period) nothing is salted:
+// the caller asked for repetition.
 package workload
 
 import (
@@ -187,6 +203,9 @@ func (w *Workload) Request(seq int) engines.Request {
 		}
 		msgs := make([]engines.Message, len(e.messages))
 		copy(msgs, e.messages)
+		if w.spec.N == 0 && (seq < 0 || seq >= len(w.entries)) && len(msgs) > 0 {
+			msgs[0].Content = fmt.Sprintf("[request %d] %s", seq, msgs[0].Content)
+		}
 		return engines.Request{Messages: msgs, MaxTokens: maxTokens}
 	}
 	w.mu.RLock()
@@ -233,10 +252,11 @@ func (w *Workload) Len() int {
 
 // Probe returns a request for a preflight probe: for synthetic prompts one
 // at the current calibration whose id (-1) no run uses; for a dataset its
-// request 0. Calibrate uses the most recent Probe.
+// last entry, salted as seq -1, so no measured request shares its prefix.
+// Calibrate uses the most recent Probe.
 func (w *Workload) Probe() engines.Request {
 	if w.entries != nil {
-		return w.Request(0)
+		return w.Request(probeSeq)
 	}
 	r := w.Request(probeSeq)
 	w.mu.Lock()

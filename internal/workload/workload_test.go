@@ -309,13 +309,27 @@ func TestShareGPT(t *testing.T) {
 	assert.Equal(t, 3, w.Len())
 	assert.Equal(t, 50, w.Request(0).MaxTokens)
 
-	// Same seed, same order; the sequence repeats with the entry count.
+	// Same seed, same order; past the first pass the entries come back
+	// salted with their seq from the first character on, so no two
+	// requests of a run share a prompt prefix (and the probe, seq -1,
+	// shares none with any of them).
 	a, _ := New(Spec{Dataset: path, OutputTokens: 5, Seed: 9})
 	b, _ := New(Spec{Dataset: path, OutputTokens: 5, Seed: 9})
-	for seq := range 6 {
+	openings := map[string]int{}
+	for seq := -1; seq < 9; seq++ {
 		assert.Equal(t, a.Request(seq), b.Request(seq))
+		p := a.Request(seq).Messages[0].Content
+		open := p[:min(len(p), 14)] // "[request N] " and the text's start: a few tokens
+		if q, ok := openings[open]; ok {
+			t.Errorf("seq %d opens like seq %d: %q", seq, q, open)
+		}
+		openings[open] = seq
 	}
-	assert.Equal(t, a.Request(0), a.Request(3))
+	assert.Equal(t, "[request 3] "+a.Request(0).Messages[0].Content, a.Request(3).Messages[0].Content)
+	assert.Equal(t, a.Request(0).MaxTokens, a.Request(3).MaxTokens)
+	// With an explicit period (N) the caller asked for repetition: no salt.
+	n, _ := New(Spec{Dataset: path, OutputTokens: 5, Seed: 9, N: 2})
+	assert.Equal(t, n.Request(0), n.Request(2))
 }
 
 func TestJSONL(t *testing.T) {
