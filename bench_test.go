@@ -1,10 +1,10 @@
 package inferbench
 
-// This file is the suite: the flags, TestMain (set-up, preflight, result
-// files, plots) and BenchmarkServe. It is the only place that touches
-// testing.B; everything it measures comes from engines (the client),
-// internal/load (the closed loop), internal/metrics (the statistics) and
-// internal/results (the files).
+// This file binds the suite (internal/suite) to the command line and to
+// testing.B: the flags, TestMain and BenchmarkServe. It is the only place
+// that touches testing.B; set-up, preflight, samples, result files and
+// plots are internal/suite's, which this package's tests and BenchmarkServe
+// call alike.
 
 import (
 	"context"
@@ -13,16 +13,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/inferbench/inferbench/internal/metrics"
-	"github.com/inferbench/inferbench/plots"
+	"github.com/inferbench/inferbench/internal/suite"
 )
 
 var (
@@ -45,6 +41,8 @@ var (
 		"unmeasured warm-up requests per concurrency slot before each sample")
 	flagRequestTimeout = flag.Duration("request-timeout", 5*time.Minute,
 		"deadline for one whole request (headers and stream); a request past it is counted as a timeout")
+	flagPreflightTimeout = flag.Duration("preflight-timeout", 0,
+		"time limit of one engine's preflight (model discovery, probes, retries); 0 means -request-timeout × 4")
 	flagOut = flag.String("out", "results",
 		"folder for <engine>.txt (benchstat), <engine>.jsonl (per-request records) and the plots")
 	flagMaxErrorRate = flag.Float64("max-error-rate", 0,
@@ -56,7 +54,7 @@ var (
 )
 
 // theSuite is set by TestMain when benchmarks run; nil otherwise.
-var theSuite *suite
+var theSuite *suite.Suite
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -82,28 +80,36 @@ func flagSet(name string) bool {
 // benchmarksRequested reports whether -test.bench selects anything; the
 // suite's set-up (starting simulated engines, preflight) only runs then.
 func benchmarksRequested() bool {
-	f := flag.Lookup("test.bench")
-	return f != nil && f.Value.String() != ""
+	return benchPattern() != ""
+}
+
+func benchPattern() string {
+	if f := flag.Lookup("test.bench"); f != nil {
+		return f.Value.String()
+	}
+	return ""
 }
 
 func runSuite(m *testing.M) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	s, err := newSuite(ctx, options{
-		engines:        *flagEngines,
-		concurrency:    *flagConcurrency,
-		model:          *flagModel,
-		inputTokens:    *flagInputTokens,
-		outputTokens:   *flagOutputTokens,
-		dataset:        *flagDataset,
-		seed:           *flagSeed,
-		warmup:         *flagWarmup,
-		requestTimeout: *flagRequestTimeout,
-		out:            *flagOut,
-		maxErrorRate:   *flagMaxErrorRate,
-		insecure:       *flagInsecure,
-		getenv:         os.Getenv,
+	s, err := suite.New(ctx, suite.Options{
+		Engines:          *flagEngines,
+		Concurrency:      *flagConcurrency,
+		Model:            *flagModel,
+		InputTokens:      *flagInputTokens,
+		OutputTokens:     *flagOutputTokens,
+		Dataset:          *flagDataset,
+		Seed:             *flagSeed,
+		Warmup:           *flagWarmup,
+		RequestTimeout:   *flagRequestTimeout,
+		PreflightTimeout: *flagPreflightTimeout,
+		Out:              *flagOut,
+		MaxErrorRate:     *flagMaxErrorRate,
+		Insecure:         *flagInsecure,
+		Bench:            benchPattern(),
+		Getenv:           os.Getenv,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
@@ -112,13 +118,35 @@ func runSuite(m *testing.M) int {
 	}
 	defer s.Close()
 	theSuite = s
-	os.Stdout.Write(s.header.Bytes())
+	os.Stdout.Write(s.Header())
 
-	// -count is taken over so that repetitions interleave: the whole sweep
-	// runs once per count, engines alternating at every level (A, B, A, B),
-	// so drift in the machine or the network falls on every engine alike
-	// instead of on whichever ran last. testing itself would repeat each
-	// sub-benchmark back to back.
+	code := runRepetitions(ctx, m)
+	if ctx.Err() != nil {
+		fmt.Fprintf(os.Stdout, "# interrupted: results of the finished levels are in %s\n", s.Dir())
+		code = 130
+	}
+	if err := s.Conclude(os.Stdout, *flagPlot); err != nil {
+		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
+		code = 1
+	}
+	return code
+}
+
+// runRepetitions takes -count over so that repetitions interleave: the
+// whole sweep runs once per count, engines alternating at every level (A,
+// B, A, B), so drift in the machine or the network falls on every engine
+// alike instead of on whichever ran last; testing itself would repeat each
+// sub-benchmark back to back.
+//
+// It does so by calling m.Run once per repetition with -test.count=1. The
+// testing package counts and tolerates repeated calls (M.Run's numRun,
+// go.dev/issue/23129: "tests in the wild call m.Run multiple times"); what
+// the suite relies on is pinned by TestRepeatedRunInterleaves: each call
+// runs BenchmarkServe afresh, prints its result lines under the same names
+// (no "#01" suffixes), and tests run only in the first call. Profiles
+// (-cpuprofile, -memprofile) are written by every call and so cover the
+// last repetition only.
+func runRepetitions(ctx context.Context, m *testing.M) int {
 	count := 1
 	if f := flag.Lookup("test.count"); f != nil {
 		count, _ = strconv.Atoi(f.Value.String())
@@ -132,26 +160,6 @@ func runSuite(m *testing.M) int {
 		if c := m.Run(); c != 0 {
 			code = c
 		}
-	}
-	if ctx.Err() != nil {
-		fmt.Fprintf(os.Stdout, "# interrupted: results of the finished levels are in %s\n", s.dir.Path())
-		code = 130
-	}
-	if err := s.dir.Close(); err != nil {
-		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
-		code = 1
-	}
-	if *flagPlot && s.measured() {
-		written, err := plots.Generate(s.txtFiles, s.dir.Path())
-		for _, w := range written {
-			fmt.Fprintf(os.Stdout, "# wrote %s\n", w)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stdout, "# plots: %v\n", err)
-		}
-	}
-	for _, f := range s.txtFiles {
-		fmt.Fprintf(os.Stdout, "# wrote %s and its .jsonl\n", f)
 	}
 	return code
 }
@@ -168,169 +176,38 @@ func BenchmarkServe(b *testing.B) {
 	if s == nil {
 		b.Fatal("the suite was not set up: run it with go test -bench (TestMain sets it up)")
 	}
-	for _, c := range s.levels {
-		for _, e := range s.engines {
-			name := fmt.Sprintf("concurrency=%d", c)
-			if len(s.engines) > 1 {
-				name = "engine=" + e.name + "/" + name
-			}
-			b.Run(name, func(b *testing.B) { s.benchLevel(b, e, c) })
+	for _, c := range s.Levels() {
+		for _, e := range s.Engines() {
+			b.Run(s.SubName(e, c), func(b *testing.B) { benchSample(b, s, e, c) })
 		}
 	}
 }
 
-// benchLevel is one sample of one engine at one level.
-func (s *suite) benchLevel(b *testing.B, e *engineRun, c int) {
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	stopB := context.AfterFunc(b.Context(), cancel)
-	defer stopB()
-	if ctx.Err() != nil {
-		b.Skip("interrupted")
+// benchSample is one sample of one engine at one level.
+func benchSample(b *testing.B, s *suite.Suite, e *suite.Engine, c int) {
+	sm, err := s.Start(b.Context(), e, c)
+	if errors.Is(err, suite.ErrInterrupted) {
+		b.Skip(err)
 	}
-
-	sample := s.nextSample(e.name, c)
-	run, err := s.startLevel(ctx, e, c, sample)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var dispatchErr error
 	for b.Loop() {
-		// Dispatch fails only once the run is cancelled (interrupt); leaving
-		// the loop then is followed by a Skip below, never by a result.
-		if dispatchErr = run.Dispatch(); dispatchErr != nil {
-			break
+		if sm.Dispatch() != nil {
+			break // interrupted; Finish saves the records
 		}
 	}
-	lv := s.finishLevel(e, c, sample, run)
-	if dispatchErr != nil && ctx.Err() == nil {
-		b.Fatalf("dispatch: %v", dispatchErr)
-	}
-	if ctx.Err() != nil {
-		// Interrupted mid-sample: the records are saved, the numbers are not
-		// a full sample and are not reported.
+	r := sm.Finish()
+	if r.Interrupted {
 		b.Skip("interrupted; records of this sample are saved, its numbers are not reported")
 	}
-	for _, m := range lv.metrics {
-		b.ReportMetric(m.value, m.unit)
+	for _, m := range r.Metrics {
+		b.ReportMetric(m.Value, m.Unit)
 	}
-	for _, w := range lv.summary.Warnings {
-		b.Log("warning: " + w)
+	for _, l := range r.Logs {
+		b.Log(l)
 	}
-	for _, n := range lv.notes {
-		b.Log(n)
+	for _, err := range r.Errs {
+		b.Error(err)
 	}
-	if lv.err != nil {
-		b.Error(lv.err)
-	}
-	if lv.summary.Failed > 0 && lv.summary.ErrorRate <= s.opt.maxErrorRate {
-		b.Log("errors (within -max-error-rate): " + metrics.ErrorSummary(lv.summary))
-	}
-	if lv.summary.ErrorRate > s.opt.maxErrorRate {
-		b.Errorf("error rate %.3f exceeds -max-error-rate %.3f: %s (records in %s)",
-			lv.summary.ErrorRate, s.opt.maxErrorRate, metrics.ErrorSummary(lv.summary), s.jsonlPath(e.name))
-	}
-}
-
-// levelResult is what one sample produced.
-type levelResult struct {
-	summary metrics.Summary
-	metrics []metric
-	notes   []string
-	err     error
-}
-
-type metric struct {
-	value float64
-	unit  string
-}
-
-// reportedMetrics turns a summary into the benchmark's metrics, in the
-// units the plots and the README document. Latencies are in ns so that
-// benchstat shows them in seconds. A latency with no observation (every
-// measured request failed; TPOT and ITL with one-token outputs) is left
-// off the line: a 0 would read as a measurement.
-func reportedMetrics(sum metrics.Summary, measured int) []metric {
-	perOp := 0.0
-	if measured > 0 {
-		perOp = float64(sum.Window.Nanoseconds()) / float64(measured)
-	}
-	ms := []metric{
-		{perOp, "ns/op"},
-		{sum.OutputTokPerSec, "tok/s"},
-		{sum.TotalTokPerSec, "total-tok/s"},
-		{sum.ReqPerSec, "req/s"},
-		{sum.ErrorRate, "errors/op"},
-	}
-	for _, l := range []struct {
-		d    metrics.Dist
-		name string
-		p99  bool
-	}{{sum.TTFT, "ttft", true}, {sum.TPOT, "tpot", false}, {sum.ITL, "itl", true}, {sum.E2E, "e2e", true}} {
-		if l.d.N == 0 {
-			continue
-		}
-		ms = append(ms, metric{float64(l.d.P50.Nanoseconds()), l.name + "-p50-ns"})
-		if l.p99 {
-			ms = append(ms, metric{float64(l.d.P99.Nanoseconds()), l.name + "-p99-ns"})
-		}
-	}
-	return ms
-}
-
-// resultLine renders one sample exactly as `go test -bench` prints it, in
-// the single-engine naming (BenchmarkServe/concurrency=N-P), so per-engine
-// files line up in benchstat.
-func resultLine(c, iters int, ms []metric) string {
-	r := testing.BenchmarkResult{N: iters, Extra: map[string]float64{}}
-	for _, m := range ms {
-		r.Extra[m.unit] = m.value
-	}
-	return fmt.Sprintf("BenchmarkServe/concurrency=%d-%d\t%s", c, runtime.GOMAXPROCS(0), r.String())
-}
-
-// sampleCounter numbers the samples of each engine and level.
-type sampleCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (s *suite) nextSample(engine string, c int) int {
-	s.samples.mu.Lock()
-	defer s.samples.mu.Unlock()
-	if s.samples.n == nil {
-		s.samples.n = map[string]int{}
-	}
-	k := engine + "/" + strconv.Itoa(c)
-	n := s.samples.n[k]
-	s.samples.n[k] = n + 1
-	return n
-}
-
-// parseLevels parses -concurrency.
-func parseLevels(list string) ([]int, error) {
-	var out []int
-	seen := map[int]bool{}
-	for _, f := range strings.Split(list, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-concurrency: %q is not a positive whole number (example: -concurrency=1,4,16)", f)
-		}
-		if n > 100000 {
-			return nil, fmt.Errorf("-concurrency: %d streams is more than this client is built for (at most 100000)", n)
-		}
-		if seen[n] {
-			return nil, fmt.Errorf("-concurrency: %d is listed twice", n)
-		}
-		seen[n] = true
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("-concurrency: no levels given (example: -concurrency=1,4,16)")
-	}
-	return out, nil
 }

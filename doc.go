@@ -13,7 +13,9 @@
 //	go generate ./plots                          # results/*.txt → results/throughput.png
 //
 // See README.md for every flag and the metric definitions. The packages:
-// engines (engine definitions and the streaming client), fake (the simulated
+// internal/suite (the run itself: set-up, preflight, samples, result files;
+// bench_test.go only binds it to flags and testing.B), engines (engine
+// definitions and the streaming client), fake (the simulated
 // engine), internal/load (closed-loop load generation), internal/workload
 // (prompts and datasets), internal/metrics (statistics over per-request
 // records), internal/results (result files) and plots (pictures from result

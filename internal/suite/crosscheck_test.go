@@ -1,4 +1,4 @@
-package inferbench
+package suite
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 func startStandaloneFake(t *testing.T, args ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "fake-engine")
-	build := exec.Command("go", "build", "-o", bin, "./fake/cmd/fake-engine")
+	build := exec.Command("go", "build", "-o", bin, "github.com/inferbench/inferbench/fake/cmd/fake-engine")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
@@ -78,19 +78,19 @@ func TestAgreesWithIndependentPythonClient(t *testing.T) {
 		"--prefill-ms", "80", "--per-token-ms", "4", "--tokens", "128")
 
 	o := testOptions(t, "vllm="+url)
-	o.outputTokens = 128
-	o.inputTokens = 64
-	o.concurrency = "1,16"
-	s, err := newSuite(context.Background(), o)
+	o.OutputTokens = 128
+	o.InputTokens = 64
+	o.Concurrency = "1,16"
+	s, err := New(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()
 
 	for _, tc := range []struct{ c, n int }{{1, 4}, {16, 48}} {
 		lv := runLevel(s, s.engines[0], tc.c, tc.n)
-		require.NoError(t, lv.err)
-		require.Zero(t, lv.summary.Failed)
+		require.NoError(t, lv.err())
+		require.Zero(t, lv.Summary.Failed)
 
-		cmd := exec.Command(python, "testdata/vllm_style_client.py", "--url", url,
+		cmd := exec.Command(python, "../../testdata/vllm_style_client.py", "--url", url,
 			"--concurrency", fmt.Sprint(tc.c), "--requests", fmt.Sprint(tc.n), "--max-tokens", "128", "--prompt-words", "45",
 			"--stagger", fmt.Sprint(s.engines[0].probeE2E.Seconds()))
 		out, err := cmd.Output()
@@ -101,13 +101,13 @@ func TestAgreesWithIndependentPythonClient(t *testing.T) {
 
 		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 		t.Logf("concurrency %d: suite ttft %.1f ms itl %.2f ms %.0f tok/s; python ttft %.1f ms itl %.2f ms %.0f tok/s",
-			tc.c, ms(lv.summary.TTFT.P50), ms(lv.summary.ITL.P50), lv.summary.OutputTokPerSec, py.TTFTp50ms, py.ITLp50ms, py.OutputTokPS)
-		assert.InEpsilon(t, py.TTFTp50ms, ms(lv.summary.TTFT.P50), 0.10, "TTFT p50 at %d", tc.c)
-		assert.InEpsilon(t, py.ITLp50ms, ms(lv.summary.ITL.P50), 0.10, "ITL p50 at %d", tc.c)
-		assert.InEpsilon(t, py.OutputTokPS, lv.summary.OutputTokPerSec, 0.10, "tok/s at %d", tc.c)
+			tc.c, ms(lv.Summary.TTFT.P50), ms(lv.Summary.ITL.P50), lv.Summary.OutputTokPerSec, py.TTFTp50ms, py.ITLp50ms, py.OutputTokPS)
+		assert.InEpsilon(t, py.TTFTp50ms, ms(lv.Summary.TTFT.P50), 0.10, "TTFT p50 at %d", tc.c)
+		assert.InEpsilon(t, py.ITLp50ms, ms(lv.Summary.ITL.P50), 0.10, "ITL p50 at %d", tc.c)
+		assert.InEpsilon(t, py.OutputTokPS, lv.Summary.OutputTokPerSec, 0.10, "tok/s at %d", tc.c)
 		if tc.c == 1 {
-			assert.InEpsilon(t, 80, ms(lv.summary.TTFT.P50), 0.10, "TTFT ≈ --prefill-ms")
-			assert.InEpsilon(t, 4, ms(lv.summary.ITL.P50), 0.10, "ITL ≈ --per-token-ms")
+			assert.InEpsilon(t, 80, ms(lv.Summary.TTFT.P50), 0.10, "TTFT ≈ --prefill-ms")
+			assert.InEpsilon(t, 4, ms(lv.Summary.ITL.P50), 0.10, "ITL ≈ --per-token-ms")
 		}
 	}
 }

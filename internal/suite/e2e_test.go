@@ -1,4 +1,4 @@
-package inferbench
+package suite
 
 // End-to-end tests of the suite: set-up errors, faults, secrets, interrupts
 // and agreement with the simulator's prediction. They drive the same code
@@ -10,63 +10,53 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
+	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/perf/benchfmt"
 
 	"github.com/inferbench/inferbench/fake"
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/record"
-	"github.com/inferbench/inferbench/plots"
 )
 
 // testOptions are small, fast suite options writing into a temp folder.
-func testOptions(t *testing.T, engines string) options {
-	return options{
-		engines:        engines,
-		concurrency:    "1",
-		inputTokens:    64,
-		outputTokens:   16,
-		seed:           1,
-		warmup:         1,
-		requestTimeout: 10 * time.Second,
-		out:            t.TempDir(),
-		getenv:         func(string) string { return "" },
+func testOptions(t *testing.T, engines string) Options {
+	return Options{
+		Engines:        engines,
+		Concurrency:    "1",
+		InputTokens:    64,
+		OutputTokens:   16,
+		Seed:           1,
+		Warmup:         1,
+		RequestTimeout: 10 * time.Second,
+		Out:            t.TempDir(),
+		Getenv:         func(string) string { return "" },
 	}
 }
 
-// runLevel runs one sample of n measured requests, as BenchmarkServe does
-// with -benchtime=nx.
-func runLevel(s *suite, e *engineRun, c, n int) levelResult {
-	sample := s.nextSample(e.name, c)
-	run, err := s.startLevel(s.ctx, e, c, sample)
+// runLevel runs one sample of n measured requests through the functions
+// BenchmarkServe calls (Start, Dispatch, Finish), with n dispatches in place
+// of b.Loop's iterations, as -benchtime=nx gives.
+func runLevel(s *Suite, e *Engine, c, n int) Result {
+	sm, err := s.Start(s.ctx, e, c)
 	if err != nil {
-		return levelResult{err: err}
+		return Result{Errs: []error{err}}
 	}
-	var dispatchErr error
-	for i := 0; i < n && dispatchErr == nil; i++ {
-		dispatchErr = run.Dispatch()
+	for i := 0; i < n; i++ {
+		if sm.Dispatch() != nil {
+			break // the sample was interrupted; Finish saves its records
+		}
 	}
-	// Always finish, as benchLevel does: it ends the slots' goroutines and
-	// saves the records, interrupted ones included.
-	lv := s.finishLevel(e, c, sample, run)
-	if dispatchErr != nil && lv.err == nil {
-		lv.err = dispatchErr
-	}
-	return lv
+	return sm.Finish()
 }
+
+// err joins the errors that would fail the sub-benchmark, for tests.
+func (r Result) err() error { return errors.Join(r.Errs...) }
 
 func readRecords(t *testing.T, path string) []record.Record {
 	t.Helper()
@@ -101,29 +91,29 @@ func startFake(t *testing.T, preset string, opts fake.Options) *fake.Running {
 func TestSetupErrorsAreClearAndFast(t *testing.T) {
 	tests := []struct {
 		name    string
-		mutate  func(*options)
+		mutate  func(*Options)
 		wantAll []string
 	}{
 		// Nothing listens on port 1: the preflight names the engine and the URL.
-		{"unreachable engine", func(o *options) { o.engines = "vllm=http://127.0.0.1:1/v1/chat/completions" },
+		{"unreachable engine", func(o *Options) { o.Engines = "vllm=http://127.0.0.1:1/v1/chat/completions" },
 			[]string{"vllm", "127.0.0.1:1"}},
 		// A level that is not a number.
-		{"bad concurrency", func(o *options) { o.concurrency = "1,x" }, []string{"-concurrency", `"x"`}},
+		{"bad concurrency", func(o *Options) { o.Concurrency = "1,x" }, []string{"-concurrency", `"x"`}},
 		// Zero output tokens cannot be a fixed length.
-		{"zero output tokens", func(o *options) { o.outputTokens = 0 }, []string{"-output-tokens"}},
+		{"zero output tokens", func(o *Options) { o.OutputTokens = 0 }, []string{"-output-tokens"}},
 		// An unknown simulator preset lists the presets there are.
-		{"unknown preset", func(o *options) { o.engines = "fake:nope" }, []string{"nope", "vllm-like"}},
+		{"unknown preset", func(o *Options) { o.Engines = "fake:nope" }, []string{"nope", "vllm-like"}},
 		// The same engine twice would overwrite its own result file.
-		{"duplicate engine", func(o *options) { o.engines = "fake:vllm-like,fake:vllm-like" }, []string{"twice"}},
+		{"duplicate engine", func(o *Options) { o.Engines = "fake:vllm-like,fake:vllm-like" }, []string{"twice"}},
 		// A missing dataset file.
-		{"missing dataset", func(o *options) { o.dataset = filepath.Join(t.TempDir(), "none.jsonl") }, []string{"none.jsonl"}},
+		{"missing dataset", func(o *Options) { o.Dataset = filepath.Join(t.TempDir(), "none.jsonl") }, []string{"none.jsonl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := testOptions(t, "fake:vllm-like")
 			tt.mutate(&o)
 			start := time.Now()
-			s, err := newSuite(context.Background(), o)
+			s, err := New(context.Background(), o)
 			if s != nil {
 				s.Close()
 			}
@@ -145,16 +135,16 @@ func TestFaultsAreCountedAndSaved(t *testing.T) {
 	}
 	r := startFake(t, "friendli-like", fake.Options{ErrorRate: 0.2, ErrorKinds: []string{"500", "cut", "hang"}, Seed: 1})
 	o := testOptions(t, "vllm-flaky="+r.URL())
-	o.requestTimeout = 2 * time.Second
-	o.maxErrorRate = 1
-	o.concurrency = "8"
+	o.RequestTimeout = 2 * time.Second
+	o.MaxErrorRate = 1
+	o.Concurrency = "8"
 	// The preflight may hit an injected fault; it retries transient ones.
-	s, err := newSuite(context.Background(), o)
+	s, err := New(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()
 	lv := runLevel(s, s.engines[0], 8, 60)
-	require.NoError(t, lv.err)
-	sum := lv.summary
+	require.NoError(t, lv.err())
+	sum := lv.Summary
 	assert.Equal(t, 60, sum.Requests)
 	assert.InDelta(t, 0.2, sum.ErrorRate, 0.12, "errors/op")
 	assert.Greater(t, sum.Errors[record.HTTPStatus], 0)
@@ -183,156 +173,63 @@ func TestSuiteAgreesWithTheModel(t *testing.T) {
 		t.Skip("a few seconds of load")
 	}
 	o := testOptions(t, "fake:friendli-like")
-	o.outputTokens = 64
-	o.concurrency = "1,8" // sizes the client's connection pool
-	s, err := newSuite(context.Background(), o)
+	o.OutputTokens = 64
+	o.Concurrency = "1,8" // sizes the client's connection pool
+	s, err := New(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()
 	for _, c := range []int{1, 8} {
 		lv := runLevel(s, s.engines[0], c, 3*c)
-		require.NoError(t, lv.err)
+		require.NoError(t, lv.err())
 		byUnit := map[string]float64{}
-		for _, m := range lv.metrics {
-			byUnit[m.unit] = m.value
+		for _, m := range lv.Metrics {
+			byUnit[m.Unit] = m.Value
 		}
-		for _, u := range []string{"tok/s-vs-model", "ttft-vs-model", "itl-vs-model"} {
+		for _, u := range []string{"tok/s-vs-model", "req/s-vs-model", "ttft-vs-model", "itl-vs-model"} {
 			assert.InDelta(t, 1, byUnit[u], 0.10, "concurrency %d: %s", c, u)
 		}
+		// req/s and tok/s count the same requests over the same window; the
+		// old req/s (measured requests only) was low by about N/(N+C−1).
+		assert.InEpsilon(t, byUnit["tok/s"], byUnit["req/s"]*float64(o.OutputTokens), 0.05, "concurrency %d: req/s × output tokens vs tok/s", c)
+		assert.InEpsilon(t, 1e9/byUnit["req/s"], byUnit["ns/op"], 1e-9, "ns/op is 1/req/s")
 	}
 }
 
-// helperProcess runs this test binary as `go test -bench` would, with the
-// given suite flags, and returns its output.
-func helperProcess(ctx context.Context, t *testing.T, env []string, args ...string) *exec.Cmd {
-	t.Helper()
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.CommandContext(ctx, exe, append([]string{"-test.run=^$", "-test.bench=BenchmarkServe"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	return cmd
-}
-
-// TestSecretsNeverLeak sets FRIENDLI_TOKEN to a marker, points the suite at
-// a server that echoes the Authorization header in its answers, and greps
-// every output for the marker.
-func TestSecretsNeverLeak(t *testing.T) {
+// TestPromptsNeverRepeat runs three samples of two engines and checks that
+// no request of the run, probes aside, shares a seq (and so a prompt) with
+// another of the same engine, and that both engines got the same seqs
+// sample by sample. On the old code every sample restarted at seq 0, so
+// a real engine's prefix cache served every sample after the first.
+func TestPromptsNeverRepeat(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the suite in a child process")
+		t.Skip("a few seconds of load")
 	}
-	const marker = "flp_SECRETMARKER_5f3a9c"
-	sim := startFake(t, "friendli-like", fake.Options{})
-	// A proxy in front of the simulated engine that leaks the credential
-	// back in a header, in 1 of 3 error bodies, and in the model list.
-	n := 0
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		w.Header().Set("X-Echo-Auth", auth)
-		if r.URL.Path == "/v1/models" {
-			fmt.Fprintf(w, `{"object":"list","data":[{"id":"%s","object":"model"}]}`, simulatedModel)
-			return
-		}
-		n++
-		if n%3 == 2 {
-			w.WriteHeader(http.StatusTooManyRequests)
-			fmt.Fprintf(w, `{"error":{"message":"slow down, %s","type":"rate_limit","code":429}}`, auth)
-			return
-		}
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, sim.URL(), r.Body)
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		buf := make([]byte, 4096)
-		for {
-			k, err := resp.Body.Read(buf)
-			if k > 0 {
-				w.Write(buf[:k])
-				w.(http.Flusher).Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}))
-	defer proxy.Close()
-
-	out := t.TempDir()
-	u := strings.Replace(proxy.URL, "http://", "http://user:"+marker+"@", 1) + "/v1/chat/completions"
-	cmd := helperProcess(context.Background(), t, []string{"FRIENDLI_TOKEN=" + marker, "OPENAI_API_KEY=" + marker},
-		"-engines=friendli="+u, "-concurrency=1,2", "-test.benchtime=3x", "-max-error-rate=1",
-		"-output-tokens=8", "-input-tokens=32", "-out="+out)
-	stdout, err := cmd.CombinedOutput()
-	t.Logf("child output:\n%s", stdout)
-	// The run may pass or fail (the proxy answers 429 at times); what
-	// matters is what it wrote.
-	_ = err
-	assert.NotContains(t, string(stdout), marker)
-	files, _ := filepath.Glob(filepath.Join(out, "*"))
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		assert.NotContains(t, string(b), marker, f)
-	}
-	assert.FileExists(t, filepath.Join(out, "friendli.txt"))
-}
-
-// TestInterruptKeepsFinishedLevels stops a sweep with SIGINT after its
-// first result and checks that the finished levels are on disk, readable by
-// benchfmt and by the plotter.
-func TestInterruptKeepsFinishedLevels(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the suite in a child process")
-	}
-	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := helperProcess(ctx, t, nil, "-engines=fake", "-concurrency=1,2,4,8,16,32,64,128,256",
-		"-test.benchtime=4x", "-output-tokens=32", "-out="+out)
-	pipe, err := cmd.StdoutPipe()
+	o := testOptions(t, "fake")
+	o.OutputTokens = 4
+	o.Concurrency = "2,4"
+	s, err := New(context.Background(), o)
 	require.NoError(t, err)
-	cmd.Stderr = cmd.Stdout
-	require.NoError(t, cmd.Start())
-	sc := bufio.NewScanner(pipe)
-	var lines []string
-	results := 0
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if strings.HasPrefix(sc.Text(), "BenchmarkServe/") && strings.Contains(sc.Text(), "tok/s") {
-			results++
-			if results == 3 {
-				require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	defer s.Close()
+	for _, c := range []int{2, 2, 4} {
+		for _, e := range s.engines {
+			require.NoError(t, runLevel(s, e, c, 3).err())
+		}
+	}
+	first := map[string][]int{} // engine → each sample's first seq
+	for _, e := range s.engines {
+		seen := map[int]bool{}
+		prompts := map[string]bool{}
+		for _, r := range readRecords(t, s.jsonlPath(e.name)) {
+			assert.False(t, seen[r.Seq], "%s: seq %d sent twice", e.name, r.Seq)
+			seen[r.Seq] = true
+			p := s.work.Request(r.Seq).Messages[0].Content
+			assert.False(t, prompts[p], "%s: prompt of seq %d sent twice", e.name, r.Seq)
+			prompts[p] = true
+			if r.Seq%seqBlock == 0 {
+				first[e.name] = append(first[e.name], r.Seq)
 			}
 		}
 	}
-	_, _ = io.Copy(io.Discard, pipe)
-	err = cmd.Wait()
-	t.Logf("child output:\n%s", strings.Join(lines, "\n"))
-	require.Error(t, err, "an interrupted run exits non-zero")
-	require.GreaterOrEqual(t, results, 3)
-
-	for _, name := range []string{"sim-vllm-like.txt", "sim-friendli-like.txt"} {
-		f, err := os.Open(filepath.Join(out, name))
-		require.NoError(t, err)
-		r := benchfmt.NewReader(f, name)
-		n := 0
-		for r.Scan() {
-			switch rec := r.Result().(type) {
-			case *benchfmt.SyntaxError:
-				t.Errorf("%s: %v", name, rec)
-			case *benchfmt.Result:
-				n++
-			}
-		}
-		f.Close()
-		assert.GreaterOrEqual(t, n, 1, name)
-		assert.Less(t, n, 18, "%s: the run was interrupted, not finished", name)
-	}
-	_, err = plots.Load([]string{filepath.Join(out, "sim-vllm-like.txt"), filepath.Join(out, "sim-friendli-like.txt")})
-	assert.NoError(t, err)
+	assert.Equal(t, []int{0, seqBlock, 2 * seqBlock}, first["sim-vllm-like"])
+	assert.Equal(t, first["sim-vllm-like"], first["sim-friendli-like"], "every engine walks the same seqs")
 }

@@ -1,4 +1,4 @@
-package inferbench
+package suite
 
 // The fault suite: hand-made servers that answer the preflight probes
 // correctly and then misbehave in one way, run through the same code as
@@ -193,13 +193,13 @@ func newFaultServer(t *testing.T, tls bool, misbehave misbehaveFunc) *faultServe
 // faultOptions are the suite options of the fault rows: one level at
 // concurrency 4, a 1 s request timeout, every error tolerated, and the
 // secret key in the environment.
-func faultOptions(t *testing.T, engines string) options {
+func faultOptions(t *testing.T, engines string) Options {
 	o := testOptions(t, engines)
-	o.model = "m"
-	o.concurrency = "4"
-	o.requestTimeout = time.Second
-	o.maxErrorRate = 1
-	o.getenv = func(k string) string {
+	o.Model = "m"
+	o.Concurrency = "4"
+	o.RequestTimeout = time.Second
+	o.MaxErrorRate = 1
+	o.Getenv = func(k string) string {
 		if k == "OPENAI_API_KEY" {
 			return faultKey
 		}
@@ -211,10 +211,10 @@ func faultOptions(t *testing.T, engines string) options {
 // guardedLevel runs one sample like runLevel, but fails the test instead of
 // hanging CI when the level does not end within limit: the suite's context
 // is cancelled and the level gets a moment to wind down.
-func guardedLevel(t *testing.T, s *suite, cancel context.CancelFunc, e *engineRun, c, n int, limit time.Duration) (levelResult, time.Duration) {
+func guardedLevel(t *testing.T, s *Suite, cancel context.CancelFunc, e *Engine, c, n int, limit time.Duration) (Result, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	ch := make(chan levelResult, 1)
+	ch := make(chan Result, 1)
 	go func() { ch <- runLevel(s, e, c, n) }()
 	select {
 	case lv := <-ch:
@@ -226,7 +226,7 @@ func guardedLevel(t *testing.T, s *suite, cancel context.CancelFunc, e *engineRu
 		case <-time.After(5 * time.Second):
 		}
 		t.Fatalf("the level did not end within %v", limit)
-		return levelResult{}, 0
+		return Result{}, 0
 	}
 }
 
@@ -447,11 +447,11 @@ func TestFaultSuite(t *testing.T) {
 			srv := newFaultServer(t, false, tt.misbehave)
 			o := faultOptions(t, tt.name+"="+srv.chatURL())
 			if tt.strict {
-				o.maxErrorRate = 0.5
+				o.MaxErrorRate = 0.5
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := newSuite(ctx, o)
+			s, err := New(ctx, o)
 			require.NoError(t, err, "the preflight is answered correctly")
 			defer s.Close()
 			require.Len(t, s.engines, 1)
@@ -459,7 +459,13 @@ func TestFaultSuite(t *testing.T) {
 
 			lv, took := guardedLevel(t, s, cancel, s.engines[0], conc, measured, 30*time.Second)
 			t.Logf("level took %v", took)
-			require.NoError(t, lv.err)
+			if tt.strict {
+				// The sample fails the sub-benchmark, with the error rate and the summary.
+				require.Len(t, lv.Errs, 1)
+				assert.ErrorContains(t, lv.Errs[0], "exceeds -max-error-rate 0.500")
+			} else {
+				require.NoError(t, lv.err())
+			}
 			assert.Equal(t, "Bearer "+faultKey, srv.auth.Load(), "the key is sent")
 
 			// Every measured request has a record with the expected kind.
@@ -515,14 +521,14 @@ func TestFaultSuite(t *testing.T) {
 			assert.Equal(t, wantFailed, failed)
 
 			// errors/op is failed/measured exactly, in the summary and in the metrics.
-			sum := lv.summary
+			sum := lv.Summary
 			assert.Equal(t, measured, sum.Requests)
 			assert.Equal(t, failed, sum.Failed)
 			assert.Equal(t, float64(failed)/float64(n), sum.ErrorRate)
 			var errorsPerOp []float64
-			for _, m := range lv.metrics {
-				if m.unit == "errors/op" {
-					errorsPerOp = append(errorsPerOp, m.value)
+			for _, m := range lv.Metrics {
+				if m.Unit == "errors/op" {
+					errorsPerOp = append(errorsPerOp, m.Value)
 				}
 			}
 			assert.Equal(t, []float64{float64(failed) / float64(n)}, errorsPerOp, "errors/op metric")
@@ -540,7 +546,7 @@ func TestFaultSuite(t *testing.T) {
 			assert.NotContains(t, es, faultKey)
 
 			// The result line is on disk (written unbuffered, before Close) and benchfmt reads it.
-			res := readResultLines(t, filepath.Join(o.out, tt.name+".txt"))
+			res := readResultLines(t, filepath.Join(o.Out, tt.name+".txt"))
 			require.Len(t, res, 1, "one result line")
 			assert.Equal(t, measured, res[0].Iters)
 			assert.True(t, strings.HasPrefix(res[0].Name.String(), "Serve/concurrency=4"), "name %q", res[0].Name)
@@ -548,7 +554,7 @@ func TestFaultSuite(t *testing.T) {
 			assert.True(t, ok, "errors/op on the result line")
 			// On disk to the precision testing prints (4 significant digits).
 			assert.InDelta(t, float64(failed)/float64(n), v, 5e-5, "errors/op on disk")
-			txt, err := os.ReadFile(filepath.Join(o.out, tt.name+".txt"))
+			txt, err := os.ReadFile(filepath.Join(o.Out, tt.name+".txt"))
 			require.NoError(t, err)
 			if tt.strict {
 				assert.Contains(t, string(txt), fmt.Sprintf("# FAILED sample 0 at concurrency=4: error rate %.3f > -max-error-rate 0.500", float64(failed)/float64(n)))
@@ -556,7 +562,7 @@ func TestFaultSuite(t *testing.T) {
 			} else {
 				assert.NotContains(t, string(txt), "# FAILED")
 			}
-			assertNoSecret(t, o.out)
+			assertNoSecret(t, o.Out)
 
 			if tt.check != nil {
 				tt.check(t, sum, recs)
@@ -637,17 +643,17 @@ func TestFaultSuiteSetupErrors(t *testing.T) {
 			t.Parallel()
 			u := tt.url(t)
 			o := faultOptions(t, tt.name+"="+u)
-			o.insecure = tt.insecure
+			o.Insecure = tt.insecure
 			start := time.Now()
-			s, err := newSuite(context.Background(), o)
+			s, err := New(context.Background(), o)
 			took := time.Since(start)
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				defer s.Close()
 				lv := runLevel(s, s.engines[0], 2, 4)
-				require.NoError(t, lv.err)
-				assert.Equal(t, 4, lv.summary.Requests)
-				assert.Zero(t, lv.summary.Failed, metrics.ErrorSummary(lv.summary))
+				require.NoError(t, lv.err())
+				assert.Equal(t, 4, lv.Summary.Requests)
+				assert.Zero(t, lv.Summary.Failed, metrics.ErrorSummary(lv.Summary))
 				return
 			}
 			if s != nil {
@@ -717,18 +723,18 @@ func TestHygieneAfterFaults(t *testing.T) {
 	// Suite 1: faults, then a clean level that leaves idle connections.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := newSuite(ctx, faultOptions(t, "vllm-mixed="+srv.chatURL()))
+	s, err := New(ctx, faultOptions(t, "vllm-mixed="+srv.chatURL()))
 	require.NoError(t, err)
 	closeSuite := sync.OnceFunc(s.Close)
 	defer closeSuite()
 	srv.armed.Store(true)
 	lv, _ := guardedLevel(t, s, cancel, s.engines[0], 4, 12, 30*time.Second)
-	require.NoError(t, lv.err)
-	assert.Positive(t, lv.summary.Failed)
+	require.NoError(t, lv.err())
+	assert.Positive(t, lv.Summary.Failed)
 	srv.armed.Store(false)
 	lv, _ = guardedLevel(t, s, cancel, s.engines[0], 4, 4, 30*time.Second)
-	require.NoError(t, lv.err)
-	assert.Zero(t, lv.summary.Failed)
+	require.NoError(t, lv.err())
+	assert.Zero(t, lv.Summary.Failed)
 	// The slot that ran the last measured request is parked with its
 	// connection idle, so Close has something to close.
 	require.Positive(t, srv.conns.open(), "idle keep-alive connections before Close")
@@ -739,7 +745,7 @@ func TestHygieneAfterFaults(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	o := faultOptions(t, "vllm-interrupted="+srv.chatURL())
-	s2, err := newSuite(ctx2, o)
+	s2, err := New(ctx2, o)
 	require.NoError(t, err)
 	closeSuite2 := sync.OnceFunc(s2.Close)
 	defer closeSuite2()
@@ -747,7 +753,8 @@ func TestHygieneAfterFaults(t *testing.T) {
 	stop := time.AfterFunc(300*time.Millisecond, cancel2)
 	defer stop.Stop()
 	lv, _ = guardedLevel(t, s2, cancel2, s2.engines[0], 4, 1000, 30*time.Second)
-	require.ErrorIs(t, lv.err, context.Canceled, "dispatching stops at the interrupt")
+	assert.True(t, lv.Interrupted, "dispatching stops at the interrupt")
+	assert.Empty(t, lv.Line, "an interrupted sample has no result line")
 	recs := readRecords(t, s2.jsonlPath("vllm-interrupted"))
 	canceled := 0
 	for _, r := range recs {
@@ -756,7 +763,7 @@ func TestHygieneAfterFaults(t *testing.T) {
 		}
 	}
 	assert.Positive(t, canceled, "requests in flight at the interrupt are recorded as canceled")
-	res := readResultLines(t, filepath.Join(o.out, "vllm-interrupted.txt"))
+	res := readResultLines(t, filepath.Join(o.Out, "vllm-interrupted.txt"))
 	assert.Empty(t, res, "an interrupted sample reports no numbers")
 	closeSuite2()
 	allClosed("after the interrupted suite's Close")

@@ -1,12 +1,10 @@
-package inferbench
-
-// The suite's set-up and one sample's measurement, kept apart from the
-// testing.B plumbing in bench_test.go so tests can drive them too.
+package suite
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,30 +17,51 @@ import (
 	"github.com/inferbench/inferbench/engines"
 	"github.com/inferbench/inferbench/fake"
 	"github.com/inferbench/inferbench/fake/sim"
-	"github.com/inferbench/inferbench/internal/load"
-	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"
 	"github.com/inferbench/inferbench/internal/workload"
+	"github.com/inferbench/inferbench/plots"
 )
 
-// options are the suite's flags, gathered so tests can build a suite
-// without the command line.
-type options struct {
-	engines        string
-	concurrency    string
-	model          string
-	inputTokens    int
-	outputTokens   int
-	dataset        string
-	seed           int64
-	warmup         int
-	requestTimeout time.Duration
-	out            string
-	maxErrorRate   float64
-	insecure       bool
-	getenv         func(string) string
-	preflightLimit time.Duration // 0: 15 s per engine
+// Options are the suite's flags, gathered so that the root package's
+// TestMain and this package's tests build a suite the same way. Every field
+// is one command-line flag (README lists them); the zero value of an
+// optional field is its documented default.
+type Options struct {
+	// Engines is -engines: fake, fake:PRESET, vllm, friendli, …, NAME=URL.
+	Engines string
+	// Concurrency is -concurrency: the comma-separated closed-loop levels.
+	Concurrency string
+	// Model is -model: the model for every engine without one of its own.
+	Model string
+	// InputTokens is -input-tokens (synthetic prompts); OutputTokens is
+	// -output-tokens, the fixed output length.
+	InputTokens, OutputTokens int
+	// Dataset is -dataset: prompts from a ShareGPT JSON or JSONL file.
+	Dataset string
+	// Seed is -seed: the same requests in the same order for every engine.
+	Seed int64
+	// Warmup is -warmup: unmeasured requests per slot before each sample.
+	Warmup int
+	// RequestTimeout is -request-timeout: the deadline of one request.
+	RequestTimeout time.Duration
+	// PreflightTimeout is -preflight-timeout: how long one engine's
+	// preflight (model discovery, probes and their retries) may take.
+	// 0 means RequestTimeout × (probeAttempts + 1), so a cold serverless
+	// endpoint or a long fixed output that one request may take can pass.
+	PreflightTimeout time.Duration
+	// Out is -out: the results folder.
+	Out string
+	// MaxErrorRate is -max-error-rate.
+	MaxErrorRate float64
+	// Insecure is -insecure-skip-verify.
+	Insecure bool
+	// Bench is the -test.bench pattern: only engines with at least one
+	// selected sub-benchmark are preflighted and have their result files
+	// rewritten. "" selects every engine.
+	Bench string
+	// Getenv reads the environment (API keys); nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -52,11 +71,16 @@ var demoPresets = []string{"vllm-like", "friendli-like"}
 // simulatedModel is the model name the simulated engines serve.
 const simulatedModel = "fake-model"
 
-type suite struct {
+// Suite is one run: its engines (simulated ones started in-process), the
+// workload, the result files and the samples measured so far. Build it with
+// New; measure with Start, Sample.Dispatch and Sample.Finish; end it with
+// Conclude and Close.
+type Suite struct {
 	ctx      context.Context
-	opt      options
+	opt      Options
 	levels   []int
-	engines  []*engineRun
+	engines  []*Engine // the engines the -bench pattern selects, in -engines order
+	multi    bool      // -engines lists more than one engine: names carry engine=
 	work     *workload.Workload
 	epoch    time.Time
 	header   results.Header
@@ -67,8 +91,8 @@ type suite struct {
 	closers  []func()
 }
 
-// engineRun is one engine of the run with its client.
-type engineRun struct {
+// Engine is one engine of the run with its client.
+type Engine struct {
 	name      string
 	engine    engines.Engine
 	client    *engines.Client
@@ -77,89 +101,140 @@ type engineRun struct {
 	lastE2E   atomic.Int64 // mean E2E of the latest finished sample, ns
 	mu        sync.Mutex   // serialises writes of this engine's result lines
 	probeNote string
+	// nextSeq is the workload seq of this engine's next request. It runs on
+	// across phases, levels, samples and repetitions, so no request of the
+	// run repeats an earlier one's prompt (no prefix cache can serve it),
+	// while every engine walks the same sequence of prompts.
+	nextSeq int
+	started int // samples started
 }
 
-func (s *suite) measured() bool { return s.done.Load() > 0 }
+// Name is the engine's name in result files and benchmark names.
+func (e *Engine) Name() string { return e.name }
+
+// Simulated reports whether the engine is inferbench's simulated engine.
+func (e *Engine) Simulated() bool { return e.engine.Simulated }
+
+// Levels are the concurrency levels of -concurrency, in order.
+func (s *Suite) Levels() []int { return s.levels }
+
+// Engines are the engines the run measures (those -bench selects), in
+// -engines order.
+func (s *Suite) Engines() []*Engine { return s.engines }
+
+// Header is the provenance and configuration block, as written at the top
+// of every result file, for the benchmark output.
+func (s *Suite) Header() []byte { return s.header.Bytes() }
+
+// Dir is the results folder.
+func (s *Suite) Dir() string { return s.dir.Path() }
+
+// SubName is the sub-benchmark name of engine e at level c under
+// BenchmarkServe: concurrency=N, with engine=NAME/ first when -engines lists
+// more than one engine (whether or not -bench selects them all, so a name
+// never changes with the filter).
+func (s *Suite) SubName(e *Engine, c int) string {
+	return subName(s.multi, e.name, c)
+}
+
+func subName(multi bool, engine string, c int) string {
+	name := fmt.Sprintf("concurrency=%d", c)
+	if multi {
+		name = "engine=" + engine + "/" + name
+	}
+	return name
+}
+
+// Measured reports whether any sample finished.
+func (s *Suite) Measured() bool { return s.done.Load() > 0 }
 
 // stagger is the span over which a sample's first requests start: one
 // request's duration, so arrivals are spread like a steady state's rather
 // than bunched into convoys that finish, and return, together. It is the
 // latest sample's mean E2E for this engine (the sweep climbs, so that is
 // the closest estimate of the next level's), or the probe's at first.
-func (e *engineRun) stagger() time.Duration {
+func (e *Engine) stagger() time.Duration {
 	return max(e.probeE2E, time.Duration(e.lastE2E.Load()))
 }
 
-func (s *suite) jsonlPath(engine string) string {
+func (s *Suite) jsonlPath(engine string) string {
 	return filepath.Join(s.dir.Path(), engine+".jsonl")
 }
 
 // Close stops the simulated engines and the clients.
-func (s *suite) Close() {
+func (s *Suite) Close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		s.closers[i]()
 	}
 	s.closers = nil
 }
 
-// newSuite parses the options, starts simulated engines, builds the
-// workload, runs every engine's preflight and opens the result files.
-// Every error says what was wrong and what to do.
-func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
-	if opt.getenv == nil {
-		opt.getenv = os.Getenv
+// New parses the options, starts simulated engines, builds the workload,
+// runs the preflight of every engine that opt.Bench selects and opens those
+// engines' result files (other engines' files are left as they are). Every
+// error says what was wrong and what to do.
+func New(ctx context.Context, opt Options) (_ *Suite, err error) {
+	if opt.Getenv == nil {
+		opt.Getenv = os.Getenv
 	}
-	s := &suite{ctx: ctx, opt: opt, epoch: time.Now()}
+	s := &Suite{ctx: ctx, opt: opt, epoch: time.Now()}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.levels, err = parseLevels(opt.concurrency); err != nil {
+	if s.levels, err = parseLevels(opt.Concurrency); err != nil {
 		return nil, err
 	}
-	if opt.outputTokens < 1 {
-		return nil, fmt.Errorf("-output-tokens=%d: must be at least 1", opt.outputTokens)
+	if opt.OutputTokens < 1 {
+		return nil, fmt.Errorf("-output-tokens=%d: must be at least 1", opt.OutputTokens)
 	}
-	if opt.inputTokens < 1 && opt.dataset == "" {
-		return nil, fmt.Errorf("-input-tokens=%d: must be at least 1", opt.inputTokens)
+	if opt.InputTokens < 1 && opt.Dataset == "" {
+		return nil, fmt.Errorf("-input-tokens=%d: must be at least 1", opt.InputTokens)
 	}
-	if opt.warmup < 0 {
-		return nil, fmt.Errorf("-warmup=%d: must be 0 or more", opt.warmup)
+	if opt.Warmup < 0 {
+		return nil, fmt.Errorf("-warmup=%d: must be 0 or more", opt.Warmup)
 	}
-	if opt.maxErrorRate < 0 || opt.maxErrorRate > 1 {
-		return nil, fmt.Errorf("-max-error-rate=%g: must be between 0 and 1", opt.maxErrorRate)
+	if opt.MaxErrorRate < 0 || opt.MaxErrorRate > 1 {
+		return nil, fmt.Errorf("-max-error-rate=%g: must be between 0 and 1", opt.MaxErrorRate)
 	}
-	if opt.requestTimeout <= 0 {
-		return nil, fmt.Errorf("-request-timeout=%v: must be positive (example: -request-timeout=2m)", opt.requestTimeout)
+	if opt.RequestTimeout <= 0 {
+		return nil, fmt.Errorf("-request-timeout=%v: must be positive (example: -request-timeout=2m)", opt.RequestTimeout)
+	}
+	if opt.PreflightTimeout < 0 {
+		return nil, fmt.Errorf("-preflight-timeout=%v: must be positive, or 0 for -request-timeout × %d", opt.PreflightTimeout, probeAttempts+1)
 	}
 	maxC := slices.Max(s.levels)
 
-	list, err := s.parseEngines(opt.engines)
+	list, err := s.parseEngines(opt.Engines)
 	if err != nil {
 		return nil, err
 	}
-	inputTokens := opt.inputTokens
-	if opt.dataset != "" {
+	s.multi = len(list) > 1
+	if list, err = s.selectEngines(list); err != nil {
+		return nil, err
+	}
+	inputTokens := opt.InputTokens
+	if opt.Dataset != "" {
 		inputTokens = 0 // the dataset's prompts are sent as they are
 	}
 	if s.work, err = workload.New(workload.Spec{
 		InputTokens:  inputTokens,
-		OutputTokens: opt.outputTokens,
-		Dataset:      opt.dataset,
-		Seed:         opt.seed,
+		OutputTokens: opt.OutputTokens,
+		Dataset:      opt.Dataset,
+		Seed:         opt.Seed,
 	}); err != nil {
 		return nil, err
 	}
 
 	for _, e := range list {
 		if e.engine.Model == "" {
-			e.engine.Model = opt.model
+			e.engine.Model = opt.Model
 		}
-		e.engine.InsecureSkipVerify = e.engine.InsecureSkipVerify || opt.insecure
+		e.engine.InsecureSkipVerify = e.engine.InsecureSkipVerify || opt.Insecure
 		c, err := engines.NewClient(e.engine, engines.Options{
 			Concurrency:    maxC,
-			RequestTimeout: opt.requestTimeout,
+			RequestTimeout: opt.RequestTimeout,
 			Epoch:          s.epoch,
 		})
 		if err != nil {
@@ -185,7 +260,7 @@ func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
 			perEngine[e.name] = append(perEngine[e.name], "engine "+e.name+" is SIMULATED (inferbench's fake engine): its numbers are not a real engine's")
 		}
 	}
-	if s.dir, err = results.Create(opt.out, names, s.header, perEngine); err != nil {
+	if s.dir, err = results.Create(opt.Out, names, s.header, perEngine); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
@@ -195,10 +270,10 @@ func newSuite(ctx context.Context, opt options) (_ *suite, err error) {
 
 // parseEngines expands -engines. "fake" is the two demo engines,
 // "fake:PRESET" one simulated preset; anything else goes to engines.Parse.
-func (s *suite) parseEngines(list string) ([]*engineRun, error) {
-	var out []*engineRun
+func (s *Suite) parseEngines(list string) ([]*Engine, error) {
+	var out []*Engine
 	seen := map[string]bool{}
-	add := func(e *engineRun) error {
+	add := func(e *Engine) error {
 		if seen[e.name] {
 			return fmt.Errorf("-engines: engine %q is listed twice; give each a distinct NAME (NAME=URL)", e.name)
 		}
@@ -226,11 +301,11 @@ func (s *suite) parseEngines(list string) ([]*engineRun, error) {
 				}
 			}
 		default:
-			e, err := engines.Parse(item, s.opt.getenv)
+			e, err := engines.Parse(item, s.opt.Getenv)
 			if err != nil {
 				return nil, fmt.Errorf("-engines: %w", err)
 			}
-			if err := add(&engineRun{name: e.Name, engine: e}); err != nil {
+			if err := add(&Engine{name: e.Name, engine: e}); err != nil {
 				return nil, err
 			}
 		}
@@ -243,18 +318,18 @@ func (s *suite) parseEngines(list string) ([]*engineRun, error) {
 
 // startSimulated starts one simulated engine in-process on loopback. Its
 // name says it is simulated, in every file and plot.
-func (s *suite) startSimulated(preset string) (*engineRun, error) {
+func (s *Suite) startSimulated(preset string) (*Engine, error) {
 	cfg, err := sim.Preset(preset)
 	if err != nil {
 		return nil, fmt.Errorf("-engines=fake:%s: %w (presets: %s)", preset, err, strings.Join(sim.PresetNames(), ", "))
 	}
-	r, err := fake.Start(cfg, fake.Options{Model: simulatedModel, EngineName: preset + " (simulated)", Seed: s.opt.seed})
+	r, err := fake.Start(cfg, fake.Options{Model: simulatedModel, EngineName: preset + " (simulated)", Seed: s.opt.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("starting the simulated engine %s: %w", preset, err)
 	}
 	s.closers = append(s.closers, func() { r.Close() })
 	name := "sim-" + preset
-	return &engineRun{
+	return &Engine{
 		name: name,
 		engine: engines.Engine{
 			Name: name, Profile: engines.VLLM, URL: r.URL(), Model: simulatedModel, Simulated: true,
@@ -263,64 +338,79 @@ func (s *suite) startSimulated(preset string) (*engineRun, error) {
 	}, nil
 }
 
-// preflight probes every engine once (reachability, auth, streaming, usage,
-// the fixed output length), discovering models where none was given, and
-// calibrates the synthetic prompt length against the first engine's
+// preflight probes every selected engine (reachability, auth, streaming,
+// usage, the fixed output length), discovering models where none was given,
+// and calibrates the synthetic prompt length against the first engine's
 // reported prompt tokens. The engines are probed one at a time, each
-// within its own limit.
-func (s *suite) preflight(ctx context.Context) error {
-	limit := s.opt.preflightLimit
-	if limit == 0 {
-		limit = 15 * time.Second
-	}
+// within -preflight-timeout.
+func (s *Suite) preflight(ctx context.Context) error {
+	limit := s.preflightLimit()
 	for i, e := range s.engines {
 		pctx, cancel := context.WithTimeout(ctx, limit)
-		if e.engine.Model == "" {
-			m, err := e.client.DiscoverModel(pctx)
-			if err != nil {
-				cancel()
-				return err // names the engine and the URL
-			}
-			e.engine.Model = m
-			e.client.SetModel(m)
-		}
-		probe, retried, err := probeWithRetry(pctx, e.client, s.work.Probe())
+		err := s.preflightOne(pctx, e, i == 0)
 		cancel()
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w\n(the preflight of engine %s took longer than %v: raise -preflight-timeout, or -request-timeout, which sets its default)", err, e.name, limit)
+			}
 			return err // names the engine, the URL and what to do
 		}
-		if i == 0 && s.opt.dataset == "" {
-			// Two probes: the first fits the tokens per filler word, the
-			// second separates the chat template's fixed overhead (one
-			// probe lands a few percent off, two within ±2 tokens).
-			err := s.work.Calibrate(probe.Record.PromptTokens)
-			if err == nil {
-				pctx, cancel := context.WithTimeout(ctx, limit)
-				p2, more, err2 := probeWithRetry(pctx, e.client, s.work.Probe())
-				cancel()
-				if err2 != nil {
-					return err2
-				}
-				probe, retried = p2, append(retried, more...)
-				err = s.work.Calibrate(probe.Record.PromptTokens)
-			}
-			if err != nil {
-				retried = append(retried, fmt.Sprintf("prompt length NOT calibrated (%v): prompts are sized by a words-per-token guess", err))
-			}
-		}
-		if d, ok := probe.Record.E2E(); ok {
-			e.probeE2E = d
-		}
-		if probe.Simulated && !e.engine.Simulated {
-			// A simulated engine reached by URL (fake-engine): say so
-			// everywhere its numbers go.
-			e.engine.Simulated = true
-			probe.Warnings = append(probe.Warnings, "the server is inferbench's SIMULATED engine (X-Inferbench-Simulated)")
-		}
-		e.probeNote = fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
-			probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
-			ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; "))
 	}
+	return nil
+}
+
+// preflightLimit is -preflight-timeout, or its default: every probe
+// attempt may take a whole -request-timeout, plus one for the
+// calibration's second probe.
+func (s *Suite) preflightLimit() time.Duration {
+	if s.opt.PreflightTimeout > 0 {
+		return s.opt.PreflightTimeout
+	}
+	return s.opt.RequestTimeout * (probeAttempts + 1)
+}
+
+func (s *Suite) preflightOne(ctx context.Context, e *Engine, calibrate bool) error {
+	if e.engine.Model == "" {
+		m, err := e.client.DiscoverModel(ctx)
+		if err != nil {
+			return err // names the engine and the URL
+		}
+		e.engine.Model = m
+		e.client.SetModel(m)
+	}
+	probe, retried, err := probeWithRetry(ctx, e.client, s.work.Probe())
+	if err != nil {
+		return err
+	}
+	if calibrate && s.opt.Dataset == "" {
+		// Two probes: the first fits the tokens per filler word, the
+		// second separates the chat template's fixed overhead (one
+		// probe lands a few percent off, two within ±2 tokens).
+		err := s.work.Calibrate(probe.Record.PromptTokens)
+		if err == nil {
+			p2, more, err2 := probeWithRetry(ctx, e.client, s.work.Probe())
+			if err2 != nil {
+				return err2
+			}
+			probe, retried = p2, append(retried, more...)
+			err = s.work.Calibrate(probe.Record.PromptTokens)
+		}
+		if err != nil {
+			retried = append(retried, fmt.Sprintf("prompt length NOT calibrated (%v): prompts are sized by a words-per-token guess", err))
+		}
+	}
+	if d, ok := probe.Record.E2E(); ok {
+		e.probeE2E = d
+	}
+	if probe.Simulated && !e.engine.Simulated {
+		// A simulated engine reached by URL (fake-engine): say so
+		// everywhere its numbers go.
+		e.engine.Simulated = true
+		probe.Warnings = append(probe.Warnings, "the server is inferbench's SIMULATED engine (X-Inferbench-Simulated)")
+	}
+	e.probeNote = fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
+		probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
+		ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; "))
 	return nil
 }
 
@@ -360,7 +450,7 @@ func ttftOf(r *record.Record) time.Duration {
 // makeHeader builds the lines at the top of every results file and of the
 // benchmark output: provenance as comments, and configuration that is the
 // same for every engine as benchfmt keys.
-func (s *suite) makeHeader() results.Header {
+func (s *Suite) makeHeader() results.Header {
 	var h results.Header
 	simulated := true
 	models := map[string]bool{}
@@ -375,25 +465,25 @@ func (s *suite) makeHeader() results.Header {
 			"SIMULATED ENGINES: these numbers come from inferbench's simulated engine (fake/), not from real inference engines.",
 			"The friendli-like preset is illustrative, not Friendli Engine's measured performance.")
 	}
-	if s.opt.insecure {
+	if s.opt.Insecure {
 		h.Comments = append(h.Comments, "WARNING: TLS certificates were not verified (-insecure-skip-verify)")
 	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
 		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.")
 	switch {
-	case s.opt.model != "":
-		h.Config = append(h.Config, results.KV{Key: "model", Value: s.opt.model})
+	case s.opt.Model != "":
+		h.Config = append(h.Config, results.KV{Key: "model", Value: s.opt.Model})
 	case len(models) == 1:
 		for m := range models {
 			h.Config = append(h.Config, results.KV{Key: "model", Value: m})
 		}
 	}
-	if s.opt.dataset == "" {
-		h.Config = append(h.Config, results.KV{Key: "input-tokens", Value: fmt.Sprint(s.opt.inputTokens)})
+	if s.opt.Dataset == "" {
+		h.Config = append(h.Config, results.KV{Key: "input-tokens", Value: fmt.Sprint(s.opt.InputTokens)})
 	}
 	h.Config = append(h.Config,
-		results.KV{Key: "output-tokens", Value: fmt.Sprint(s.opt.outputTokens)},
+		results.KV{Key: "output-tokens", Value: fmt.Sprint(s.opt.OutputTokens)},
 		results.KV{Key: "workload", Value: s.work.Describe()},
 	)
 	if simulated {
@@ -405,79 +495,13 @@ func (s *suite) makeHeader() results.Header {
 // allSimulated reports whether every engine of the run is simulated; only
 // then are the model-ratio metrics reported (every engine must report the
 // same units, or the files cannot be compared).
-func (s *suite) allSimulated() bool {
+func (s *Suite) allSimulated() bool {
 	for _, e := range s.engines {
 		if e.sim == nil {
 			return false
 		}
 	}
 	return true
-}
-
-// startLevel starts one sample's closed loop: warm-up requests first, then
-// measured ones as the caller dispatches them.
-func (s *suite) startLevel(ctx context.Context, e *engineRun, c, sample int) (*load.Run, error) {
-	do := func(ctx context.Context, rec *record.Record) {
-		rec.Engine = e.name
-		rec.Concurrency = c
-		rec.Sample = sample
-		req := s.work.Request(rec.Seq)
-		rec.RequestedTokens = req.MaxTokens
-		e.client.Do(ctx, req, rec)
-	}
-	return load.Start(ctx, load.Config{
-		Concurrency: c,
-		Warmup:      s.opt.warmup,
-		Stagger:     e.stagger(),
-		Epoch:       s.epoch,
-	}, do)
-}
-
-// finishLevel ends a sample, saves its records, and computes its metrics.
-func (s *suite) finishLevel(e *engineRun, c, sample int, run *load.Run) levelResult {
-	res := run.Finish()
-	var lv levelResult
-	if err := s.dir.Records(e.name, res.Records); err != nil {
-		lv.err = fmt.Errorf("saving records: %w", err)
-	}
-	lv.summary = metrics.Summarize(res.Records, res.Window)
-	if s.ctx.Err() != nil {
-		return lv
-	}
-	if m := lv.summary.E2E.Mean; m > 0 {
-		e.lastE2E.Store(int64(m))
-	}
-	lv.metrics = reportedMetrics(lv.summary, lv.summary.Requests)
-	if s.allSimulated() {
-		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.outputTokens)
-		ratio := func(got, want float64) float64 {
-			if want == 0 {
-				return 0
-			}
-			return got / want
-		}
-		lv.metrics = append(lv.metrics,
-			metric{ratio(lv.summary.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
-			// Means against the model's means: a median would compare a
-			// different statistic whenever step times are skewed (a few long
-			// steps with prefills among many short decode-only ones).
-			metric{ratio(float64(lv.summary.TTFT.Mean), float64(pred.TTFT)), "ttft-vs-model"},
-			metric{ratio(float64(lv.summary.ITL.Mean), float64(pred.ITL)), "itl-vs-model"},
-		)
-		lv.notes = append(lv.notes, fmt.Sprintf("simulator's prediction: %.0f tok/s, ttft %v, itl %v", pred.OutputTokPerSec, pred.TTFT, pred.ITL))
-	}
-	line := resultLine(c, lv.summary.Requests, lv.metrics)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if lv.summary.ErrorRate > s.opt.maxErrorRate {
-		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at concurrency=%d: error rate %.3f > -max-error-rate %.3f: %s",
-			sample, c, lv.summary.ErrorRate, s.opt.maxErrorRate, oneLine(metrics.ErrorSummary(lv.summary))))
-	}
-	if err := s.dir.Line(e.name, line); err != nil && lv.err == nil {
-		lv.err = fmt.Errorf("saving result: %w", err)
-	}
-	s.done.Add(1)
-	return lv
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -496,4 +520,25 @@ func meanPromptTokens(recs []record.Record) int {
 		return 0
 	}
 	return (sum + n/2) / n
+}
+
+// Conclude closes the result files and, if plot is set and any sample was
+// measured, draws the plots from them; it writes what it wrote to w as '#'
+// lines (benchfmt ignores them). It returns an error if a file could not
+// be closed; a plot that cannot be drawn is reported to w, not returned.
+func (s *Suite) Conclude(w io.Writer, plot bool) error {
+	err := s.dir.Close()
+	if plot && s.Measured() {
+		written, perr := plots.Generate(s.txtFiles, s.dir.Path())
+		for _, f := range written {
+			fmt.Fprintf(w, "# wrote %s\n", f)
+		}
+		if perr != nil {
+			fmt.Fprintf(w, "# plots: %v\n", perr)
+		}
+	}
+	for _, f := range s.txtFiles {
+		fmt.Fprintf(w, "# wrote %s and its .jsonl\n", f)
+	}
+	return err
 }
