@@ -391,7 +391,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		}
 		if ci.hasError {
 			rec.Done = at
-			c.fail(rec, record.StreamCut, "the server reported an error mid-stream: "+ci.errMsg)
+			// An error event inside a 2xx stream (llama-server, vLLM) is the
+			// server's verdict on this request, not a broken connection.
+			c.fail(rec, record.ServerError, "the server reported an error in the stream: "+ci.errMsg)
 			break
 		}
 		if ci.output {

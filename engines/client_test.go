@@ -161,9 +161,13 @@ func TestDoStreams(t *testing.T) {
 		// A proper end without any output: empty output.
 		{"empty output", sse(roleChunk, finishStop, usageOnly(3, 0), "[DONE]"),
 			0, record.EmptyOutput, nil, 0, record.Usage, "stop", 3},
-		// An error object mid-stream: the stream was cut, with the server's message.
+		// An error object mid-stream (vLLM): server-error, with the server's message.
 		{"error in stream", sse(content("a"), `{"error":{"message":"engine died","code":500}}`),
-			0, record.StreamCut, []int{1}, 1, record.ChunkCount, "", 0},
+			0, record.ServerError, []int{1}, 1, record.ChunkCount, "", 0},
+		// llama-server: an error event before any token inside a 200 stream, then the end
+		// without finish, usage or [DONE]: server-error, not stream-cut.
+		{"llama-server error event", sse(`{"error":{"code":500,"message":"the request exceeds the available context size","type":"server_error"}}`),
+			0, record.ServerError, nil, 0, "", "", 0},
 		// Headers, then nothing: cut.
 		{"close after headers", nil,
 			0, record.StreamCut, nil, 0, "", "", 0},
@@ -182,8 +186,12 @@ func TestDoStreams(t *testing.T) {
 			assert.Equal(t, tt.wantPrompt, rec.PromptTokens)
 			assert.Equal(t, http.StatusOK, rec.Status)
 			assert.NotZero(t, rec.Headers)
-			if tt.name == "error in stream" {
+			switch tt.name {
+			case "error in stream":
 				assert.Contains(t, rec.Message, "engine died")
+			case "llama-server error event":
+				assert.Contains(t, rec.Message, "the request exceeds the available context size")
+				assert.False(t, rec.Transient(), "an error event is the server's verdict, not a passing failure")
 			}
 		})
 	}

@@ -68,6 +68,8 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 		return p, fmt.Errorf("%s: the stream finished without any output token (finish_reason %q). Check the model and the prompt; the server may have filtered or refused it.", where, r.FinishReason)
 	case record.Malformed:
 		return p, fmt.Errorf("%s: the stream is not OpenAI chat-completion SSE: %s. Is the URL a /v1/chat/completions endpoint?", where, r.Message)
+	case record.ServerError:
+		return p, fmt.Errorf("%s: %s. The server rejected this request inside the stream: check its logs (is the prompt longer than its context, or the model not loaded?).", where, r.Message)
 	case record.StreamCut:
 		return p, fmt.Errorf("%s: the stream broke: %s. Check the server's logs.", where, r.Message)
 	default:

@@ -54,6 +54,10 @@ func TestPreflightFailures(t *testing.T) {
 		{"empty", func(t *testing.T) string {
 			return newServer(t, streamHandler(sse(roleChunk, finishStop, "[DONE]"))).URL
 		}, OpenAI, "", []string{"without any output token"}},
+		// llama-server's error event inside a 200 stream: the server's message and where to look.
+		{"server error event", func(t *testing.T) string {
+			return newServer(t, streamHandler(sse(`{"error":{"code":500,"message":"the request exceeds the available context size","type":"server_error"}}`))).URL
+		}, OpenAI, "", []string{"engine pf", "exceeds the available context size", "check its logs"}},
 		// Not an event stream.
 		{"malformed", func(t *testing.T) string {
 			return newServer(t, streamHandler([]string{"data: <html>\n\n"})).URL
