@@ -268,11 +268,13 @@ func (c *Client) Do(ctx context.Context, req Request, rec *record.Record) {
 }
 
 func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *streamInfo) {
-	// Reset what Do owns, so a reused record carries nothing stale.
-	rec.Sent, rec.Headers, rec.Done = 0, 0, 0
-	rec.Chunks = rec.Chunks[:0]
-	rec.PromptTokens, rec.OutputTokens, rec.TokenSource, rec.FinishReason = 0, 0, "", ""
-	rec.Status, rec.Error, rec.Message = 0, record.OK, ""
+	// Reset what Do owns (everything but the caller's fields), so a reused
+	// record carries nothing stale, whatever fields the record gains.
+	*rec = record.Record{
+		Engine: rec.Engine, Concurrency: rec.Concurrency, Sample: rec.Sample, Seq: rec.Seq, Phase: rec.Phase,
+		Intended: rec.Intended, RequestedTokens: rec.RequestedTokens,
+		Chunks: rec.Chunks[:0],
+	}
 
 	body, err := c.body(req)
 	if err != nil {
@@ -408,6 +410,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			info.usageChunks++
 			haveUsage = true
 			rec.PromptTokens = ci.promptTokens
+			if ci.hasCached {
+				rec.CachedTokens, rec.CachedReported = ci.cachedTokens, true
+			}
 			delta := ci.completionTokens - lastCompletion
 			lastCompletion = ci.completionTokens
 			if delta < 0 {

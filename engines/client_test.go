@@ -573,6 +573,36 @@ func TestDoInjectedClock(t *testing.T) {
 	assert.Positive(t, rec.Sent)
 }
 
+// TestDoCachedTokens: prefix-cache hits reported in usage are recorded, and
+// a server that does not report them is told apart from one reporting 0.
+func TestDoCachedTokens(t *testing.T) {
+	usageCached := func(cached string) string {
+		return `{"choices":[],"usage":{"prompt_tokens":120,"completion_tokens":2,"prompt_tokens_details":` + cached + `}}`
+	}
+	tests := []struct {
+		name         string
+		usage        string
+		wantCached   int
+		wantReported bool
+	}{
+		{"hits", usageCached(`{"cached_tokens":96}`), 96, true},        // vLLM with prefix caching
+		{"reported zero", usageCached(`{"cached_tokens":0}`), 0, true}, // a cold cache
+		{"not reported", usageOnly(120, 2), 0, false},                  // llama-server, ollama
+		{"details null", usageCached(`null`), 0, false},                // present but empty
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, streamHandler(sse(content("a"), content("b"), finishLen, tt.usage, "[DONE]")))
+			rec := do(t, newClient(t, srv.URL, VLLM, Options{}), t.Context(), Request{Messages: oneMsg, MaxTokens: 2})
+			require.Equal(t, record.OK, rec.Error, rec.Message)
+			assert.Equal(t, tt.wantCached, rec.CachedTokens)
+			assert.Equal(t, tt.wantReported, rec.CachedReported)
+			assert.Equal(t, 120, rec.PromptTokens)
+		})
+	}
+}
+
 func TestDoReusedRecordIsReset(t *testing.T) {
 	// A record reused for a second request carries nothing from the first.
 	bad := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
