@@ -1,9 +1,11 @@
 package engines
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // chunkInfo is what the client needs from one streamed chat-completion
@@ -24,6 +26,10 @@ type chunkInfo struct {
 	// hasUsage is true when a non-null "usage" object was present.
 	hasUsage                       bool
 	promptTokens, completionTokens int
+	// hasCached is true when usage.prompt_tokens_details.cached_tokens was
+	// a number (prefix-cache hits: vLLM, SGLang, OpenAI); cachedTokens is it.
+	hasCached    bool
+	cachedTokens int
 
 	// hasError is true when the chunk carried an "error" (vLLM reports
 	// failures mid-stream this way); errMsg is its message.
@@ -449,8 +455,40 @@ func (s *scanner) usage(ci *chunkInfo) error {
 			ci.promptTokens, err = s.count()
 		case "completion_tokens":
 			ci.completionTokens, err = s.count()
+		case "prompt_tokens_details":
+			err = s.promptDetails(ci)
 		default:
 			err = s.skip(2)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// promptDetails reads usage.prompt_tokens_details; only cached_tokens
+// matters. A details value that is not an object is ignored (it is
+// optional and engine-specific); a cached_tokens that is not a
+// non-negative integer is malformed, like every other count.
+func (s *scanner) promptDetails(ci *chunkInfo) error {
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return s.skip(2)
+	}
+	s.i++
+	n := 0
+	for {
+		key, ok, err := s.nextKey(&n, '}')
+		if err != nil || !ok {
+			return err
+		}
+		if string(key) == "cached_tokens" {
+			var null bool
+			if null, err = s.isNull(); !null && err == nil {
+				ci.cachedTokens, err = s.count()
+				ci.hasCached = err == nil
+			}
+		} else {
+			err = s.skip(3)
 		}
 		if err != nil {
 			return err
@@ -534,15 +572,14 @@ func finishString(raw []byte) string {
 	case "abort":
 		return "abort"
 	}
-	for _, c := range raw {
-		if c == '\\' {
-			var out string
-			q := make([]byte, 0, len(raw)+2)
-			q = append(append(append(q, '"'), raw...), '"')
-			if json.Unmarshal(q, &out) == nil {
-				return out
-			}
-			break
+	// Escapes are decoded and invalid UTF-8 becomes U+FFFD, as
+	// encoding/json does, so the reason is the same text JSON would give.
+	if bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) {
+		var out string
+		q := make([]byte, 0, len(raw)+2)
+		q = append(append(append(q, '"'), raw...), '"')
+		if json.Unmarshal(q, &out) == nil {
+			return out
 		}
 	}
 	return string(raw)

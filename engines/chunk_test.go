@@ -35,12 +35,26 @@ func TestParseChunk(t *testing.T) {
 		// Continuous usage on a content chunk.
 		{"content with usage", `{"choices":[{"delta":{"content":"ab"}}],"usage":{"prompt_tokens":5,"completion_tokens":2}}`,
 			chunkInfo{output: true, choices: 1, hasUsage: true, promptTokens: 5, completionTokens: 2}},
+		// Prefix-cache hits (vLLM, OpenAI): usage.prompt_tokens_details.cached_tokens.
+		{"cached tokens", `{"choices":[],"usage":{"prompt_tokens":120,"completion_tokens":3,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":96}}}`,
+			chunkInfo{hasUsage: true, promptTokens: 120, completionTokens: 3, hasCached: true, cachedTokens: 96}},
+		// A reported 0 is reported.
+		{"cached zero", `{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}}`,
+			chunkInfo{hasUsage: true, promptTokens: 9, completionTokens: 1, hasCached: true}},
+		// Details null, or without cached_tokens, or cached_tokens null: not reported.
+		{"details null", `{"usage":{"prompt_tokens":9,"prompt_tokens_details":null}}`, chunkInfo{hasUsage: true, promptTokens: 9}},
+		{"details without cache", `{"usage":{"prompt_tokens":9,"prompt_tokens_details":{"audio_tokens":0}}}`, chunkInfo{hasUsage: true, promptTokens: 9}},
+		{"cached null", `{"usage":{"prompt_tokens_details":{"cached_tokens":null}}}`, chunkInfo{hasUsage: true}},
+		// Details of another shape are ignored, not malformed.
+		{"details string", `{"usage":{"prompt_tokens":9,"prompt_tokens_details":"n/a"}}`, chunkInfo{hasUsage: true, promptTokens: 9}},
 		// usage null is no usage.
 		{"usage null", `{"choices":[{"delta":{"content":"a"}}],"usage":null}`, chunkInfo{output: true, choices: 1}},
 		// The finish chunk.
 		{"finish", `{"choices":[{"delta":{},"finish_reason":"length"}]}`, chunkInfo{choices: 1, finish: "length"}},
 		// An unusual finish reason with an escape is decoded.
 		{"finish escaped", `{"choices":[{"delta":{},"finish_reason":"a\u0062c"}]}`, chunkInfo{choices: 1, finish: "abc"}},
+		// Invalid UTF-8 in a finish reason becomes U+FFFD, as encoding/json decodes it.
+		{"finish invalid utf-8", "{\"choices\":[{\"finish_reason\":\"\xba\"}]}", chunkInfo{choices: 1, finish: "\uFFFD"}},
 		// Legacy completions text.
 		{"text", `{"choices":[{"text":"x","index":0}]}`, chunkInfo{output: true, choices: 1}},
 		// An error object mid-stream.
@@ -68,19 +82,20 @@ func TestParseChunkRejects(t *testing.T) {
 		{"empty", ``},         // nothing at all
 		{"not json", `hello`}, // plain text
 		{"array", `[1,2]`},    // not an object
-		{"truncated", `{"choices":[{"delta":{"content":"a`},           // cut mid-string
-		{"trailing", `{"a":1} x`},                                     // data after the object
-		{"trailing comma", `{"a":1,}`},                                // invalid JSON
-		{"bad escape", `{"a":"\q"}`},                                  // invalid escape
-		{"control char", "{\"a\":\"\x01\"}"},                          // raw control character
-		{"float count", `{"usage":{"completion_tokens":1.5}}`},        // not an integer
-		{"negative count", `{"usage":{"completion_tokens":-3}}`},      // negative
-		{"usage string", `{"usage":"many"}`},                          // wrong shape
-		{"bad number", `{"a":01}`},                                    // leading zero
-		{"bad literal", `{"a":tru}`},                                  // truncated literal
-		{"missing colon", `{"a" 1}`},                                  // no colon
-		{"unclosed array", `{"choices":[{"delta":{}}`},                // cut in array
-		{"deep", `{"a":` + repeat("[", 300) + repeat("]", 300) + `}`}, // too deep
+		{"truncated", `{"choices":[{"delta":{"content":"a`},                           // cut mid-string
+		{"trailing", `{"a":1} x`},                                                     // data after the object
+		{"trailing comma", `{"a":1,}`},                                                // invalid JSON
+		{"bad escape", `{"a":"\q"}`},                                                  // invalid escape
+		{"control char", "{\"a\":\"\x01\"}"},                                          // raw control character
+		{"float count", `{"usage":{"completion_tokens":1.5}}`},                        // not an integer
+		{"negative count", `{"usage":{"completion_tokens":-3}}`},                      // negative
+		{"usage string", `{"usage":"many"}`},                                          // wrong shape
+		{"float cached", `{"usage":{"prompt_tokens_details":{"cached_tokens":2.5}}}`}, // not an integer
+		{"bad number", `{"a":01}`},                                                    // leading zero
+		{"bad literal", `{"a":tru}`},                                                  // truncated literal
+		{"missing colon", `{"a" 1}`},                                                  // no colon
+		{"unclosed array", `{"choices":[{"delta":{}}`},                                // cut in array
+		{"deep", `{"a":` + repeat("[", 300) + repeat("]", 300) + `}`},                 // too deep
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +167,11 @@ func refChunk(b []byte) (chunkInfo, bool) {
 		if c, ok := u["completion_tokens"].(float64); ok {
 			ci.completionTokens = int(c)
 		}
+		if d, ok := u["prompt_tokens_details"].(map[string]any); ok {
+			if c, ok := d["cached_tokens"].(float64); ok {
+				ci.hasCached, ci.cachedTokens = true, int(c)
+			}
+		}
 	}
 	if e, ok := v["error"]; ok && e != nil {
 		ci.hasError = true
@@ -167,6 +187,8 @@ func FuzzChunk(f *testing.F) {
 	f.Add([]byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34}}`))
 	f.Add([]byte(`{"choices":[{"delta":{"reasoning_content":"x","tool_calls":[]},"finish_reason":"stop"}]}`))
 	f.Add([]byte(`{"error":{"message":"boom"}}`))
+	f.Add([]byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}}`))
+	f.Add([]byte(`{"usage":{"prompt_tokens_details":{"cached_tokens":null,"x":[{}]}}}`))
 	f.Add([]byte(`{"a":[1,-2.5e+3,true,null,"\u00e9"]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var got chunkInfo

@@ -268,11 +268,14 @@ func (c *Client) Do(ctx context.Context, req Request, rec *record.Record) {
 }
 
 func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *streamInfo) {
-	// Reset what Do owns, so a reused record carries nothing stale.
-	rec.Sent, rec.Headers, rec.Done = 0, 0, 0
-	rec.Chunks = rec.Chunks[:0]
-	rec.PromptTokens, rec.OutputTokens, rec.TokenSource, rec.FinishReason = 0, 0, "", ""
-	rec.Status, rec.Error, rec.Message = 0, record.OK, ""
+	// Reset what Do owns (everything but the caller's fields), so a reused
+	// record carries nothing stale, whatever fields the record gains.
+	*rec = record.Record{
+		Engine: rec.Engine, Concurrency: rec.Concurrency, Sample: rec.Sample, Seq: rec.Seq, Phase: rec.Phase,
+		Intended: rec.Intended, RequestedTokens: rec.RequestedTokens,
+		Chunks:       rec.Chunks[:0],
+		LengthForced: req.MaxTokens > 0 && c.fixesLength(),
+	}
 
 	body, err := c.body(req)
 	if err != nil {
@@ -353,6 +356,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		finished       bool
 		lastCompletion int // cumulative completion tokens at the last usage
 		pending        int // usage growth seen before the first output chunk
+		trailing       int // usage growth seen on non-output events since the last output chunk
 		usageOnAll     = true
 		haveUsage      bool
 	)
@@ -391,10 +395,17 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		}
 		if ci.hasError {
 			rec.Done = at
-			c.fail(rec, record.StreamCut, "the server reported an error mid-stream: "+ci.errMsg)
+			// An error event inside a 2xx stream (llama-server, vLLM) is the
+			// server's verdict on this request, not a broken connection.
+			c.fail(rec, record.ServerError, "the server reported an error in the stream: "+ci.errMsg)
 			break
 		}
 		if ci.output {
+			if trailing > 0 {
+				// Growth between two output chunks belongs to the earlier one.
+				rec.Chunks[len(rec.Chunks)-1].Tokens += trailing
+				trailing = 0
+			}
 			rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
 			if !ci.hasUsage {
 				usageOnAll = false
@@ -406,6 +417,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			info.usageChunks++
 			haveUsage = true
 			rec.PromptTokens = ci.promptTokens
+			if ci.hasCached {
+				rec.CachedTokens, rec.CachedReported = ci.cachedTokens, true
+			}
 			delta := ci.completionTokens - lastCompletion
 			lastCompletion = ci.completionTokens
 			if delta < 0 {
@@ -417,7 +431,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 				rec.Chunks[len(rec.Chunks)-1].Tokens = delta + pending
 				pending = 0
 			case len(rec.Chunks) > 0:
-				rec.Chunks[len(rec.Chunks)-1].Tokens += delta
+				trailing += delta // the previous chunk's, or a natural stop's EOS token
 			default:
 				pending += delta
 			}
@@ -438,7 +452,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		t.Stop()
 	}
 
-	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, info)
+	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, trailing, info)
 	if rec.Error != record.OK {
 		return
 	}
@@ -450,17 +464,42 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 	}
 }
 
-// account sets OutputTokens, TokenSource and each Chunk.Tokens.
-func (c *Client) account(rec *record.Record, haveUsage, continuous bool, completion int, info *streamInfo) {
+// account sets OutputTokens, TokenSource, EOSCounted and each
+// Chunk.Tokens. trailing is the continuous usage growth seen after the
+// last output chunk.
+//
+// A natural stop (finish_reason "stop") whose usage is one more than what
+// the chunks carried is one token per chunk plus the end-of-sequence
+// token: the server generated and counted it, but it has no text
+// (llama-server, vLLM and ollama all count it). It is not spread over the
+// chunks (that would make the first chunk two tokens and its ITL an
+// estimate) and not added to the last one (that would halve the last
+// gap). OutputTokens stays the server's count: it is what max_tokens and
+// the fixed-length check refer to, and the engine did spend a decode step
+// on it; record.StreamedTokens gives the count without it.
+func (c *Client) account(rec *record.Record, haveUsage, continuous bool, completion, trailing int, info *streamInfo) {
 	n := len(rec.Chunks)
+	naturalStop := rec.FinishReason == "stop" && n > 0
 	switch {
 	case haveUsage && continuous:
 		rec.TokenSource = record.Continuous
 		rec.OutputTokens = completion
 		info.continuous = true
+		if naturalStop && trailing == 1 {
+			rec.EOSCounted = true
+		} else if n > 0 {
+			rec.Chunks[n-1].Tokens += trailing
+		}
 	case haveUsage:
 		rec.TokenSource = record.Usage
 		rec.OutputTokens = completion
+		if naturalStop && completion == n+1 {
+			rec.EOSCounted = true
+			for i := range rec.Chunks {
+				rec.Chunks[i].Tokens = 1
+			}
+			break
+		}
 		// Spread the exact total evenly over the chunks (earlier chunks take
 		// the remainder), so the per-chunk counts sum to the total.
 		if n > 0 && completion >= n {

@@ -161,9 +161,13 @@ func TestDoStreams(t *testing.T) {
 		// A proper end without any output: empty output.
 		{"empty output", sse(roleChunk, finishStop, usageOnly(3, 0), "[DONE]"),
 			0, record.EmptyOutput, nil, 0, record.Usage, "stop", 3},
-		// An error object mid-stream: the stream was cut, with the server's message.
+		// An error object mid-stream (vLLM): server-error, with the server's message.
 		{"error in stream", sse(content("a"), `{"error":{"message":"engine died","code":500}}`),
-			0, record.StreamCut, []int{1}, 1, record.ChunkCount, "", 0},
+			0, record.ServerError, []int{1}, 1, record.ChunkCount, "", 0},
+		// llama-server: an error event before any token inside a 200 stream, then the end
+		// without finish, usage or [DONE]: server-error, not stream-cut.
+		{"llama-server error event", sse(`{"error":{"code":500,"message":"the request exceeds the available context size","type":"server_error"}}`),
+			0, record.ServerError, nil, 0, "", "", 0},
 		// Headers, then nothing: cut.
 		{"close after headers", nil,
 			0, record.StreamCut, nil, 0, "", "", 0},
@@ -182,9 +186,101 @@ func TestDoStreams(t *testing.T) {
 			assert.Equal(t, tt.wantPrompt, rec.PromptTokens)
 			assert.Equal(t, http.StatusOK, rec.Status)
 			assert.NotZero(t, rec.Headers)
-			if tt.name == "error in stream" {
+			switch tt.name {
+			case "error in stream":
 				assert.Contains(t, rec.Message, "engine died")
+			case "llama-server error event":
+				assert.Contains(t, rec.Message, "the request exceeds the available context size")
+				assert.False(t, rec.Transient(), "an error event is the server's verdict, not a passing failure")
 			}
+		})
+	}
+}
+
+// Chunk payloads in llama-server's and ollama's shapes.
+const (
+	llamaRole = `{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"created":1,"id":"chatcmpl-1","model":"m","system_fingerprint":"b1","object":"chat.completion.chunk"}`
+)
+
+func llamaContent(s string) string {
+	return fmt.Sprintf(`{"choices":[{"finish_reason":null,"index":0,"delta":{"content":%q}}],"created":1,"id":"chatcmpl-1","model":"m","object":"chat.completion.chunk"}`, s)
+}
+
+// llamaFinish is llama-server's last chunk: the finish, with usage and timings.
+func llamaFinish(reason string, prompt, completion int) string {
+	return fmt.Sprintf(`{"choices":[{"finish_reason":%q,"index":0,"delta":{}}],"created":1,"id":"chatcmpl-1","model":"m","object":"chat.completion.chunk","usage":{"completion_tokens":%d,"prompt_tokens":%d,"total_tokens":%d},"timings":{"prompt_n":%d,"predicted_n":%d}}`,
+		reason, completion, prompt, prompt+completion, prompt, completion)
+}
+
+// ollamaContent is ollama's chunk: no separate role chunk, every delta repeats the role.
+func ollamaContent(s string) string {
+	return fmt.Sprintf(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":{"role":"assistant","content":%q},"finish_reason":null}]}`, s)
+}
+
+// ollamaFinish is ollama's empty-content finish chunk.
+func ollamaFinish(reason string) string {
+	return fmt.Sprintf(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":%q}]}`, reason)
+}
+
+// TestDoNaturalStop: when a stream stops by itself (finish_reason "stop")
+// and the server's usage is one more than the chunks, the extra token is
+// the end-of-sequence token: every chunk counts 1, OutputTokens stays the
+// server's usage, EOSCounted says so, and the chunk counts are exact.
+func TestDoNaturalStop(t *testing.T) {
+	tests := []struct {
+		name          string
+		profile       Profile
+		pieces        []string
+		wantTokens    []int
+		wantOut       int
+		wantEOS       bool
+		wantSource    record.TokenSource
+		wantEstimated bool
+	}{
+		// llama-server: usage on the finish chunk counts the unsent EOS (3 chunks, usage 4).
+		{"llama-server stop", OpenAI, sse(llamaRole, llamaContent("a"), llamaContent("b"), llamaContent("c"), llamaFinish("stop", 5, 4), "[DONE]"),
+			[]int{1, 1, 1}, 4, true, record.Usage, false},
+		// ollama: role in every delta, empty finish chunk, usage-only chunk with choices: [].
+		{"ollama stop with eos", OpenAI, sse(ollamaContent("a"), ollamaContent("b"), ollamaFinish("stop"), usageOnly(5, 3), "[DONE]"),
+			[]int{1, 1}, 3, true, record.Usage, false},
+		// ollama counting only the text: usage = chunks, nothing extra.
+		{"ollama stop exact", OpenAI, sse(ollamaContent("a"), ollamaContent("b"), ollamaFinish("stop"), usageOnly(5, 2), "[DONE]"),
+			[]int{1, 1}, 2, false, record.Usage, false},
+		// vLLM without a fixed length: continuous usage grows by 1 on the empty finish chunk.
+		{"vllm continuous stop", VLLM, sse(roleChunk, contentUsage("a", 5, 1), contentUsage("b", 5, 2),
+			`{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3}}`, usageOnly(5, 3), "[DONE]"),
+			[]int{1, 1}, 3, true, record.Continuous, false},
+		// vLLM continuous, the EOS growth arriving on the trailing usage-only frame instead.
+		{"vllm eos on usage frame", VLLM, sse(contentUsage("a", 5, 1), contentUsage("b", 5, 2), finishStop, usageOnly(5, 3), "[DONE]"),
+			[]int{1, 1}, 3, true, record.Continuous, false},
+		// Continuous growth of 2 after the last chunk is not one EOS: the last chunk takes it.
+		{"vllm trailing growth of two", VLLM, sse(contentUsage("a", 5, 1), contentUsage("b", 5, 2), finishStop, usageOnly(5, 4), "[DONE]"),
+			[]int{1, 3}, 4, false, record.Continuous, false},
+		// Cut at max_tokens (finish "length") with one token more than chunks: a
+		// multi-token chunk, spread (earlier chunks take the remainder), an estimate.
+		{"length, one more", OpenAI, sse(content("a"), content("b"), content("c"), finishLen, usageOnly(5, 4), "[DONE]"),
+			[]int{2, 1, 1}, 4, false, record.Usage, true},
+		// A natural stop two tokens over the chunks: not an EOS, spread, an estimate.
+		{"stop, two more", OpenAI, sse(content("a"), content("b"), finishStop, usageOnly(5, 4), "[DONE]"),
+			[]int{2, 2}, 4, false, record.Usage, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, streamHandler(tt.pieces))
+			rec := do(t, newClient(t, srv.URL, tt.profile, Options{}), t.Context(), Request{Messages: oneMsg})
+			require.Equal(t, record.OK, rec.Error, rec.Message)
+			assert.Equal(t, tt.wantTokens, tokens(rec))
+			assert.Equal(t, tt.wantOut, rec.OutputTokens, "OutputTokens is the server's usage")
+			assert.Equal(t, tt.wantEOS, rec.EOSCounted)
+			assert.Equal(t, tt.wantSource, rec.TokenSource)
+			assert.Equal(t, tt.wantEstimated, rec.EstimatedChunkTokens())
+			sum := 0
+			for _, k := range tokens(rec) {
+				sum += k
+			}
+			assert.Equal(t, rec.StreamedTokens(), sum, "the chunks sum to the streamed tokens")
+			assert.Equal(t, 5, rec.PromptTokens)
 		})
 	}
 }
@@ -211,6 +307,7 @@ func TestShortOutputByProfile(t *testing.T) {
 			rec := do(t, newClient(t, srv.URL, tt.profile, Options{RequestTimeout: 5 * time.Second}), t.Context(), Request{Messages: oneMsg, MaxTokens: 5})
 			assert.Equal(t, tt.want, rec.Error, rec.Message)
 			assert.Equal(t, 2, rec.OutputTokens)
+			assert.Equal(t, tt.profile != OpenAI, rec.LengthForced, "only vllm and friendli ask for an exact length")
 		})
 	}
 }
@@ -563,6 +660,36 @@ func TestDoInjectedClock(t *testing.T) {
 	assert.LessOrEqual(t, rec.Chunks[1].At, rec.Done)
 	assert.Less(t, rec.Done, time.Second, "offsets come from the fake clock")
 	assert.Positive(t, rec.Sent)
+}
+
+// TestDoCachedTokens: prefix-cache hits reported in usage are recorded, and
+// a server that does not report them is told apart from one reporting 0.
+func TestDoCachedTokens(t *testing.T) {
+	usageCached := func(cached string) string {
+		return `{"choices":[],"usage":{"prompt_tokens":120,"completion_tokens":2,"prompt_tokens_details":` + cached + `}}`
+	}
+	tests := []struct {
+		name         string
+		usage        string
+		wantCached   int
+		wantReported bool
+	}{
+		{"hits", usageCached(`{"cached_tokens":96}`), 96, true},        // vLLM with prefix caching
+		{"reported zero", usageCached(`{"cached_tokens":0}`), 0, true}, // a cold cache
+		{"not reported", usageOnly(120, 2), 0, false},                  // llama-server, ollama
+		{"details null", usageCached(`null`), 0, false},                // present but empty
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, streamHandler(sse(content("a"), content("b"), finishLen, tt.usage, "[DONE]")))
+			rec := do(t, newClient(t, srv.URL, VLLM, Options{}), t.Context(), Request{Messages: oneMsg, MaxTokens: 2})
+			require.Equal(t, record.OK, rec.Error, rec.Message)
+			assert.Equal(t, tt.wantCached, rec.CachedTokens)
+			assert.Equal(t, tt.wantReported, rec.CachedReported)
+			assert.Equal(t, 120, rec.PromptTokens)
+		})
+	}
 }
 
 func TestDoReusedRecordIsReset(t *testing.T) {

@@ -45,6 +45,9 @@ func FuzzStream(f *testing.F) {
 	f.Add(strings.Join(sse(roleChunk, contentUsage("a", 3, 1), contentUsage("b", 3, 2), finishLen, usageOnly(3, 2), "[DONE]"), ""), 2)
 	f.Add(strings.Join(sse(content("a"), content("b"), finishStop, usageOnly(3, 7), "[DONE]"), ""), 7)
 	f.Add(strings.Join(sse(content("a"), `{"error":{"message":"x"}}`), ""), 0)
+	f.Add(strings.Join(sse(llamaRole, llamaContent("a"), llamaContent("b"), llamaFinish("stop", 3, 3), "[DONE]"), ""), 0)
+	f.Add(strings.Join(sse(`{"error":{"code":500,"message":"context","type":"server_error"}}`), ""), 0)
+	f.Add(strings.Join(sse(ollamaContent("a"), ollamaFinish("stop"), `{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":1}}}`, "[DONE]"), ""), 0)
 	f.Add("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"completion_tokens\":5}}\r\n\r\ndata: [DONE]\r\n\r\n", 3)
 	c, err := NewClient(Engine{Name: "fuzz", Profile: VLLM, URL: "http://127.0.0.1:1/v1/chat/completions"}, Options{Epoch: time.Unix(0, 0), Now: (&fakeClock{}).now})
 	require.NoError(f, err)
@@ -70,14 +73,21 @@ func FuzzStream(f *testing.F) {
 			switch {
 			case rec.TokenSource == record.ChunkCount:
 				assert.Equal(t, len(rec.Chunks), rec.OutputTokens)
-			case rec.TokenSource == record.Continuous || rec.OutputTokens >= len(rec.Chunks):
-				assert.Equal(t, rec.OutputTokens, sum, "per-chunk tokens sum to the total")
+			case rec.TokenSource == record.Continuous || rec.StreamedTokens() >= len(rec.Chunks):
+				assert.Equal(t, rec.StreamedTokens(), sum, "per-chunk tokens sum to the total")
+			}
+			if rec.EOSCounted {
+				assert.Equal(t, "stop", rec.FinishReason, "only a natural stop counts an EOS")
+				assert.False(t, rec.EstimatedChunkTokens())
 			}
 			if maxTokens > 0 && rec.TokenSource != record.ChunkCount {
 				assert.Equal(t, maxTokens, rec.OutputTokens)
 			}
 		} else {
 			assert.NotEmpty(t, rec.Message)
+		}
+		if !rec.CachedReported {
+			assert.Zero(t, rec.CachedTokens)
 		}
 	})
 }

@@ -68,6 +68,8 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 		return p, fmt.Errorf("%s: the stream finished without any output token (finish_reason %q). Check the model and the prompt; the server may have filtered or refused it.", where, r.FinishReason)
 	case record.Malformed:
 		return p, fmt.Errorf("%s: the stream is not OpenAI chat-completion SSE: %s. Is the URL a /v1/chat/completions endpoint?", where, r.Message)
+	case record.ServerError:
+		return p, fmt.Errorf("%s: %s. The server rejected this request inside the stream: check its logs (is the prompt longer than its context, or the model not loaded?).", where, r.Message)
 	case record.StreamCut:
 		return p, fmt.Errorf("%s: the stream broke: %s. Check the server's logs.", where, r.Message)
 	default:
@@ -79,14 +81,16 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 	p.ContinuousUsage = info.continuous
 	if !p.UsageReported {
 		p.Warnings = append(p.Warnings, "no usage in the stream: output tokens are counted as content chunks (chunk-count), which undercounts multi-token chunks, and the fixed length cannot be verified")
-	} else if !p.ContinuousUsage {
-		p.Warnings = append(p.Warnings, "usage only at the end of the stream: output tokens are exact, per-chunk token counts are the total spread evenly over the chunks")
+	} else if r.EstimatedChunkTokens() {
+		// Only a total that had to be spread is worth a warning: one token
+		// per chunk (plus a natural stop's EOS) is exact without per-chunk usage.
+		p.Warnings = append(p.Warnings, fmt.Sprintf("usage only at the end of the stream, and the chunks carry several tokens (%d tokens in %d chunks): output tokens are exact, per-chunk token counts (and so ITL) are the total spread evenly over the chunks",
+			r.StreamedTokens(), len(r.Chunks)))
 	}
 	if req.MaxTokens > 0 && p.UsageReported {
 		p.LengthHonoured = r.OutputTokens == req.MaxTokens
 		if !p.LengthHonoured {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("fixed output length not honoured: asked for %d tokens, got %d (finish_reason %q); the engine may ignore min_tokens%s, and every such request counts as %s",
-				req.MaxTokens, r.OutputTokens, r.FinishReason, map[bool]string{true: "/ignore_eos", false: ""}[c.engine.Profile == VLLM], record.LengthMismatch))
+			p.Warnings = append(p.Warnings, c.lengthWarning(req.MaxTokens, r))
 		}
 	}
 	if info.roleAt > 0 && len(r.Chunks) > 0 {
@@ -103,6 +107,21 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the stream's Content-Type is %q, not text/event-stream", ct))
 	}
 	return p, nil
+}
+
+// lengthWarning explains a probe whose length differs from the one asked
+// for, in terms of what the profile actually sent: only vllm and friendli
+// ask for an exact length, so only they can be said to ignore it.
+func (c *Client) lengthWarning(want int, r *record.Record) string {
+	got := fmt.Sprintf("asked for %d tokens, got %d (finish_reason %q)", want, r.OutputTokens, r.FinishReason)
+	switch c.engine.Profile {
+	case VLLM:
+		return "fixed output length not honoured: " + got + "; the engine ignores min_tokens/ignore_eos, and every such request counts as " + string(record.LengthMismatch)
+	case Friendli:
+		return "fixed output length not honoured: " + got + "; the engine ignores min_tokens, and every such request counts as " + string(record.LengthMismatch)
+	default:
+		return "output length varies: " + got + "; the generic profile sends max_tokens only, which caps the length but cannot force it, so answers may be shorter (counted, not failed). If the server accepts min_tokens (and ignore_eos), name the engine vllm-… or friendli-… to fix the length"
+	}
 }
 
 // statusAdvice says what to do about an HTTP error status.

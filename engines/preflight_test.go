@@ -54,6 +54,10 @@ func TestPreflightFailures(t *testing.T) {
 		{"empty", func(t *testing.T) string {
 			return newServer(t, streamHandler(sse(roleChunk, finishStop, "[DONE]"))).URL
 		}, OpenAI, "", []string{"without any output token"}},
+		// llama-server's error event inside a 200 stream: the server's message and where to look.
+		{"server error event", func(t *testing.T) string {
+			return newServer(t, streamHandler(sse(`{"error":{"code":500,"message":"the request exceeds the available context size","type":"server_error"}}`))).URL
+		}, OpenAI, "", []string{"engine pf", "exceeds the available context size", "check its logs"}},
 		// Not an event stream.
 		{"malformed", func(t *testing.T) string {
 			return newServer(t, streamHandler([]string{"data: <html>\n\n"})).URL
@@ -105,8 +109,12 @@ func TestPreflightFindings(t *testing.T) {
 	}{
 		// vLLM-like: continuous usage, length honoured, no warnings.
 		{"vllm", sse(contentUsage("a", 3, 1), contentUsage("b", 3, 2), finishLen, usageOnly(3, 2), "[DONE]"), 2, true, true, true, nil},
-		// Friendli-like: final usage only.
-		{"final usage", sse(content("a"), content("b"), finishLen, usageOnly(3, 2), "[DONE]"), 2, false, true, true, []string{"usage only at the end"}},
+		// Final usage over multi-token chunks: per-chunk counts are a spread, warned.
+		{"final usage spread", sse(content("ab"), content("cd"), finishLen, usageOnly(3, 4), "[DONE]"), 4, false, true, true, []string{"usage only at the end", "4 tokens in 2 chunks"}},
+		// Friendli-like final usage, one token per chunk: exact, nothing to warn about.
+		{"final usage exact", sse(content("a"), content("b"), finishLen, usageOnly(3, 2), "[DONE]"), 2, false, true, true, nil},
+		// llama-server-like natural stop, usage counting the EOS: exact, no warning.
+		{"natural stop eos", sse(llamaRole, llamaContent("a"), llamaContent("b"), llamaFinish("stop", 3, 3), "[DONE]"), 0, false, true, false, nil},
 		// No usage: flagged, length unverifiable.
 		{"no usage", sse(content("a"), content("b"), finishStop, "[DONE]"), 2, false, false, false, []string{"no usage in the stream"}},
 		// Length ignored: a warning, not an error.
@@ -124,12 +132,47 @@ func TestPreflightFindings(t *testing.T) {
 			assert.Equal(t, tt.wantContinuous, p.ContinuousUsage)
 			assert.Equal(t, tt.wantUsage, p.UsageReported)
 			assert.Equal(t, tt.wantLength, p.LengthHonoured)
-			assert.False(t, p.RoleChunkFirst)
+			assert.Equal(t, tt.name == "natural stop eos", p.RoleChunkFirst)
 			for _, w := range tt.wantWarnings {
 				assert.True(t, hasWarning(p.Warnings, w), "want %q in %q", w, p.Warnings)
 			}
 			if tt.wantWarnings == nil {
 				assert.Empty(t, p.Warnings)
+			}
+		})
+	}
+}
+
+// TestPreflightLengthWarningByProfile: a short probe is explained by what
+// the profile asked for; the generic profile asked for no exact length, so
+// it is never told the engine ignored min_tokens/ignore_eos.
+func TestPreflightLengthWarningByProfile(t *testing.T) {
+	short := sse(content("a"), finishStop, usageOnly(3, 1), "[DONE]")
+	tests := []struct {
+		profile  Profile
+		want     []string
+		wantNone []string
+	}{
+		// vLLM sent min_tokens and ignore_eos: both are named, and the mismatch fails requests.
+		{VLLM, []string{"not honoured", "min_tokens/ignore_eos", "length-mismatch", "got 1"}, nil},
+		// Friendli sent min_tokens only.
+		{Friendli, []string{"not honoured", "ignores min_tokens,", "length-mismatch"}, []string{"ignore_eos"}},
+		// Generic: max_tokens only; shorter answers are counted, not failed.
+		{OpenAI, []string{"output length varies", "max_tokens only", "got 1"}, []string{"not honoured", "ignores", "length-mismatch"}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.profile), func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, streamHandler(short))
+			p, err := newClient(t, srv.URL, tt.profile, Options{}).Preflight(t.Context(), Request{Messages: oneMsg, MaxTokens: 8})
+			require.NoError(t, err)
+			assert.False(t, p.LengthHonoured)
+			require.Len(t, p.Warnings, 1, p.Warnings)
+			for _, w := range tt.want {
+				assert.Contains(t, p.Warnings[0], w)
+			}
+			for _, w := range tt.wantNone {
+				assert.NotContains(t, p.Warnings[0], w)
 			}
 		})
 	}
