@@ -60,7 +60,27 @@ type Summary struct {
 
 	// LengthMismatches counts measured requests whose output length differs
 	// from the fixed length requested (flagged by the client or seen here).
-	LengthMismatches int `json:"length_mismatches"`
+	// UnforcedLengthMismatches is the part of them whose request did not
+	// force the length (record.LengthForced false: the generic profile sends
+	// max_tokens alone), where an early natural stop is legitimate.
+	LengthMismatches         int `json:"length_mismatches"`
+	UnforcedLengthMismatches int `json:"unforced_length_mismatches"`
+	// CachedPromptTokens and CachedOfPromptTokens are, over the successful
+	// measured requests whose server reported
+	// usage.prompt_tokens_details.cached_tokens (CachedReports of them), the
+	// cached tokens and the prompt tokens; CachedFraction is their ratio: the
+	// share of the prompt the engine's prefix cache served. With
+	// CachedReports 0 the server does not say, and the fraction is unknown.
+	CachedReports        int     `json:"cached_reports"`
+	CachedPromptTokens   int     `json:"cached_prompt_tokens"`
+	CachedOfPromptTokens int     `json:"cached_of_prompt_tokens"`
+	CachedFraction       float64 `json:"cached_fraction"`
+	// Retried counts measured requests that the client sent a second time on
+	// a new connection because their kept-alive connection had been closed
+	// by the server before any response byte (record.Retried); NewConns
+	// those that went out on a newly dialled connection.
+	Retried  int `json:"retried"`
+	NewConns int `json:"new_conns"`
 	// FallbackTokenCounts counts successful measured requests whose output
 	// tokens are a chunk count because the server sent no usage.
 	FallbackTokenCounts int `json:"fallback_token_counts"`
@@ -127,6 +147,15 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 		n := outputTokens(r)
 		if r.Error == record.LengthMismatch || (r.Error == record.OK && r.RequestedTokens > 0 && n != r.RequestedTokens) {
 			s.LengthMismatches++
+			if !r.LengthForced && r.Error != record.LengthMismatch {
+				s.UnforcedLengthMismatches++
+			}
+		}
+		if r.Retried {
+			s.Retried++
+		}
+		if r.NewConn {
+			s.NewConns++
 		}
 
 		switch {
@@ -149,19 +178,28 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 		if len(r.Chunks) == 0 {
 			continue // a success without output cannot happen (EmptyOutput), but never divide by it
 		}
+		if r.CachedReported {
+			s.CachedReports++
+			s.CachedPromptTokens += r.CachedTokens
+			s.CachedOfPromptTokens += r.PromptTokens
+		}
+		// The tokens that arrived in chunks: a natural stop's end-of-sequence
+		// token, counted by some servers' usage but never sent, is not in
+		// the span from the first chunk to the last.
+		streamed := streamedTokens(r)
 		first, last := r.Chunks[0].At, r.Chunks[len(r.Chunks)-1].At
 		ttft = append(ttft, first-r.Sent)
 		e2e = append(e2e, last-r.Sent)
 		qttft = append(qttft, first-r.Intended)
 		qe2e = append(qe2e, last-r.Intended)
-		if n >= 2 {
-			tpot = append(tpot, (last-first)/time.Duration(n-1))
+		if streamed >= 2 {
+			tpot = append(tpot, (last-first)/time.Duration(streamed-1))
 		}
-		exact := !(r.TokenSource == record.Usage && len(r.Chunks) != r.OutputTokens)
+		exact := !r.EstimatedChunkTokens()
 		for j := 1; j < len(r.Chunks); j++ {
 			k := r.Chunks[j].Tokens
 			if k <= 0 {
-				k, exact = 1, false
+				k = 1
 			}
 			gap := (r.Chunks[j].At - r.Chunks[j-1].At) / time.Duration(k)
 			for range k {
@@ -190,6 +228,9 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 	if s.Requests > 0 {
 		s.ErrorRate = float64(s.Failed) / float64(s.Requests)
 	}
+	if s.CachedOfPromptTokens > 0 {
+		s.CachedFraction = float64(s.CachedPromptTokens) / float64(s.CachedOfPromptTokens)
+	}
 	for kind, m := range messages {
 		s.ErrorMessages[kind] = topMessages(m)
 	}
@@ -206,10 +247,20 @@ func outputTokens(r *record.Record) int {
 	return len(r.Chunks)
 }
 
+// streamedTokens is the output tokens that arrived in r's chunks: the
+// server's count less a natural stop's unsent end-of-sequence token
+// (record.StreamedTokens), or the chunk count when the server reported none.
+func streamedTokens(r *record.Record) int {
+	if n := r.StreamedTokens(); n > 0 {
+		return n
+	}
+	return len(r.Chunks)
+}
+
 // chunkTokens returns the output tokens credited to each chunk of r (see the
 // package doc): exact per-chunk counts when they are all known and add up to
-// the request's output tokens, else the output tokens spread evenly, else 1
-// per chunk.
+// the request's streamed tokens, else the streamed tokens spread evenly,
+// else 1 per chunk.
 func chunkTokens(r *record.Record) []float64 {
 	w := make([]float64, len(r.Chunks))
 	if len(w) == 0 {
@@ -223,12 +274,12 @@ func chunkTokens(r *record.Record) []float64 {
 		sum += c.Tokens
 	}
 	switch {
-	case known && (r.OutputTokens == 0 || sum == r.OutputTokens):
+	case known && (r.OutputTokens == 0 || sum == r.StreamedTokens()):
 		for i, c := range r.Chunks {
 			w[i] = float64(c.Tokens)
 		}
 	case r.OutputTokens > 0:
-		each := float64(r.OutputTokens) / float64(len(w))
+		each := float64(r.StreamedTokens()) / float64(len(w))
 		for i := range w {
 			w[i] = each
 		}
@@ -275,8 +326,11 @@ func warnings(s *Summary) []string {
 	if s.EstimatedITL > 0 {
 		ws = append(ws, fmt.Sprintf("%d measured requests had multi-token chunks of unknown size: their ITL values spread the usage total evenly over chunks (exact only with per-chunk usage, e.g. vLLM continuous_usage_stats)", s.EstimatedITL))
 	}
-	if s.LengthMismatches > 0 {
-		ws = append(ws, fmt.Sprintf("%d measured requests produced a different output length than requested: the engine did not honour the fixed length (ignore_eos/min_tokens)", s.LengthMismatches))
+	if forced := s.LengthMismatches - s.UnforcedLengthMismatches; forced > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests produced a different output length than requested: the engine did not honour the fixed length (ignore_eos/min_tokens)", forced))
+	}
+	if s.UnforcedLengthMismatches > 0 {
+		ws = append(ws, fmt.Sprintf("%d measured requests stopped before max_tokens: this profile sends max_tokens only (no ignore_eos/min_tokens), so the engine may stop early; tok/s, TPOT and ITL are per token and stay defined, E2E covers shorter outputs", s.UnforcedLengthMismatches))
 	}
 	if s.MissingPromptTokens > 0 {
 		ws = append(ws, fmt.Sprintf("%d requests in the window had no prompt_tokens from the server: total throughput undercounts", s.MissingPromptTokens))

@@ -218,6 +218,72 @@ func TestSummarize(t *testing.T) {
 			},
 		},
 		{
+			// A natural stop whose usage counts the unsent EOS token (llama-server):
+			// three chunks of one token, usage 4. Throughput and TPOT use the three
+			// streamed tokens, ITL is exact, no length complaint (max_tokens 4 met
+			// by the server's count). The old code spread 4 tokens over 3 chunks
+			// (4/3 each), flagged the ITL as estimated and gave TPOT 20/3 ms.
+			name: "natural stop with EOS in usage",
+			recs: func() []record.Record {
+				r := measured(0, chunks(100, 1, 110, 1, 120, 1), 4)
+				r.TokenSource, r.EOSCounted, r.RequestedTokens, r.FinishReason = record.Usage, true, 4, "stop"
+				return []record.Record{r}
+			}(),
+			window: wide,
+			check: func(t *testing.T, s Summary) {
+				assert.InDelta(t, 3.0, s.OutputTokPerSec, 1e-9)
+				assert.Equal(t, ms(10), s.TPOT.P50)
+				assert.Zero(t, s.EstimatedITL)
+				assert.Zero(t, s.LengthMismatches)
+				for _, w := range s.Warnings {
+					assert.NotContains(t, w, "length", "no length warning")
+					assert.NotContains(t, w, "spread", "no estimated-ITL warning")
+				}
+			},
+		},
+		{
+			// Cached tokens as the server reports them: 60 of 100 and 0 of 100
+			// prompt tokens; a request from a server that does not report them
+			// is left out of the fraction, not counted as 0.
+			name: "cached fraction of prompt tokens",
+			recs: func() []record.Record {
+				a := measured(0, chunks(100, 1), 1)
+				a.PromptTokens, a.CachedTokens, a.CachedReported = 100, 60, true
+				b := measured(0, chunks(100, 1), 1)
+				b.PromptTokens, b.CachedReported = 100, true
+				c := measured(0, chunks(100, 1), 1)
+				c.PromptTokens = 100
+				return []record.Record{a, b, c}
+			}(),
+			window: wide,
+			check: func(t *testing.T, s Summary) {
+				assert.Equal(t, 2, s.CachedReports)
+				assert.InDelta(t, 0.3, s.CachedFraction, 1e-12)
+			},
+		},
+		{
+			// Short outputs: one where the request forced the length (vLLM
+			// profile: the engine broke the contract) and one where it did not
+			// (generic profile: a legitimate early stop). Each gets its own
+			// warning; only the forced one blames ignore_eos/min_tokens.
+			name: "forced and unforced short outputs",
+			recs: func() []record.Record {
+				f := measured(0, chunks(100, 1, 110, 1), 2)
+				f.RequestedTokens, f.LengthForced = 8, true
+				u := measured(0, chunks(100, 1, 110, 1), 2)
+				u.RequestedTokens = 8
+				return []record.Record{f, u}
+			}(),
+			window: wide,
+			check: func(t *testing.T, s Summary) {
+				assert.Equal(t, 2, s.LengthMismatches)
+				assert.Equal(t, 1, s.UnforcedLengthMismatches)
+				joined := strings.Join(s.Warnings, "\n")
+				assert.Contains(t, joined, "1 measured requests produced a different output length than requested: the engine did not honour")
+				assert.Contains(t, joined, "1 measured requests stopped before max_tokens: this profile sends max_tokens only")
+			},
+		},
+		{
 			// req/s counts what tok/s counts: successes of any phase ending in
 			// the window. A warm-up and a cooldown request end inside it (both
 			// count), a measured one ends after it (does not), and a failed

@@ -158,6 +158,10 @@ func (sm *Sample) Finish() Result {
 	for _, w := range sum.Warnings {
 		out.Logs = append(out.Logs, "warning: "+w)
 	}
+	if sum.Retried > 0 {
+		out.Logs = append(out.Logs, fmt.Sprintf("%d of %d measured requests were sent again on a new connection: the server had closed their kept-alive connection before answering (each counted once, timed from the retry)",
+			sum.Retried, sum.Requests))
+	}
 	tooMany := sum.ErrorRate > s.opt.MaxErrorRate
 	switch {
 	case tooMany:
@@ -208,6 +212,11 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 		{sum.TotalTokPerSec, "total-tok/s"},
 		{sum.ReqPerSec, "req/s"},
 		{sum.ErrorRate, "errors/op"},
+	}
+	if sum.CachedReports > 0 {
+		// Only where the server reports cached tokens: a 0 from a server
+		// that does not say would read as "no cache hit".
+		ms = append(ms, Metric{sum.CachedFraction, "cached-prompt-frac"})
 	}
 	for _, l := range []struct {
 		d    metrics.Dist

@@ -415,8 +415,9 @@ func (s *Suite) preflightOne(ctx context.Context, e *Engine, calibrate bool) err
 }
 
 // probeAttempts is how many probes an engine gets when the failures look
-// transient (rate limiting, a 5xx, a cut or stalled stream); a refused
-// connection, a bad token or an unknown model fails at once.
+// transient (record.Transient: rate limiting, a 5xx, a cut or stalled
+// stream); a refused connection, a bad token, an unknown model or an error
+// event inside the stream fails at once.
 const probeAttempts = 3
 
 // probeWithRetry runs the preflight, retrying transient failures. It
@@ -425,21 +426,11 @@ func probeWithRetry(ctx context.Context, c *engines.Client, req engines.Request)
 	var notes []string
 	for attempt := 1; ; attempt++ {
 		p, err := c.Preflight(ctx, req)
-		if err == nil || attempt == probeAttempts || ctx.Err() != nil || !transient(&p.Record) {
+		if err == nil || attempt == probeAttempts || ctx.Err() != nil || !p.Record.Transient() {
 			return p, notes, err
 		}
 		notes = append(notes, fmt.Sprintf("probe %d failed (%s), retried", attempt, p.Record.Error))
 	}
-}
-
-func transient(r *record.Record) bool {
-	switch r.Error {
-	case record.StreamCut, record.Malformed, record.Timeout:
-		return true
-	case record.HTTPStatus:
-		return r.Status == 429 || r.Status >= 500
-	}
-	return false
 }
 
 func ttftOf(r *record.Record) time.Duration {
