@@ -283,6 +283,7 @@ type streamInfo struct {
 	server      string // the Server response header
 	keepAlive   string // the Keep-Alive response header
 	connClose   bool   // the response said Connection: close
+	drained     bool   // the body was read to its end (the connection went back idle)
 	conn        *trackedConn
 }
 
@@ -404,6 +405,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 				rec.Done = c.since()
 			}
 			if errors.Is(err, io.EOF) {
+				info.drained = true
 				if !finished {
 					c.fail(rec, record.StreamCut, "the stream ended before [DONE] or a finish_reason")
 				}
@@ -487,8 +489,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		// Leave the connection reusable: drain what little follows the end,
 		// but never wait on a server that keeps the response open.
 		t := time.AfterFunc(drainWait, stop)
-		_, _ = io.CopyN(io.Discard, body, 4<<10)
+		_, err := io.CopyN(io.Discard, body, 4<<10)
 		t.Stop()
+		info.drained = info.drained || errors.Is(err, io.EOF)
 	}
 
 	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, trailing, info)

@@ -114,7 +114,8 @@ func TestDeadKeepAliveConnectionIsRetried(t *testing.T) {
 			}
 			// Every answered request had its own connection (a dead reuse
 			// costs no new one: the server saw its request on the old one).
-			assert.Equal(t, int64(len(recs)), conns.Load())
+			// The transport may also dial one it then never uses.
+			assert.GreaterOrEqual(t, conns.Load(), int64(len(recs)))
 		})
 	}
 }
