@@ -51,7 +51,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
 	// Transport replaces the HTTP transport (for tests); when set,
-	// Concurrency and InsecureSkipVerify do not configure it.
+	// Concurrency and InsecureSkipVerify do not configure it, a dead
+	// kept-alive connection is not retried, and Preflight cannot observe
+	// keep-alive (Conformance.KeepAlive is unknown).
 	Transport http.RoundTripper
 }
 
