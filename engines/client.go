@@ -51,7 +51,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
 	// Transport replaces the HTTP transport (for tests); when set,
-	// Concurrency and InsecureSkipVerify do not configure it.
+	// Concurrency and InsecureSkipVerify do not configure it, a dead
+	// kept-alive connection is not retried, and Preflight cannot observe
+	// keep-alive (Conformance.KeepAlive is unknown).
 	Transport http.RoundTripper
 }
 
@@ -65,9 +67,16 @@ const maxErrorBody = 64 << 10
 // Client sends streaming chat requests to one engine. Do is safe for
 // concurrent use; SetModel is not (call it before the first Do).
 type Client struct {
-	engine  Engine
-	hc      *http.Client
-	tr      *http.Transport // nil when Options.Transport was given
+	engine Engine
+	hc     *http.Client
+	tr     *http.Transport // nil when Options.Transport was given
+	// fresh sends the one retry of a request whose reused connection had
+	// died: its transport keeps no connection alive, so every request on
+	// it dials a new one. (Closing the main transport's idle connections
+	// instead would disturb the other streams' connections.) nil when
+	// Options.Transport was given: then nothing is retried.
+	fresh   *http.Client
+	freshTr *http.Transport
 	opt     Options
 	now     func() time.Time
 	secrets []string
@@ -117,10 +126,13 @@ func NewClient(e Engine, o Options) (*Client, error) {
 		c.tr = newTransport(o.Concurrency, e.InsecureSkipVerify)
 		rt = c.tr
 	}
-	c.hc = &http.Client{
-		Transport: rt,
-		// A redirect would resend the body and the credentials elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	// A redirect would resend the body and the credentials elsewhere.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &http.Client{Transport: rt, CheckRedirect: noRedirect}
+	if c.tr != nil {
+		c.freshTr = c.tr.Clone()
+		c.freshTr.DisableKeepAlives = true
+		c.fresh = &http.Client{Transport: c.freshTr, CheckRedirect: noRedirect}
 	}
 	return c, nil
 }
@@ -133,7 +145,7 @@ func newTransport(concurrency int, insecure bool) *http.Transport {
 	conns := concurrency + extraConns
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           d.DialContext,
+		DialContext:           trackingDialer(d.DialContext),
 		MaxConnsPerHost:       conns,
 		MaxIdleConnsPerHost:   conns,
 		MaxIdleConns:          conns,
@@ -167,6 +179,7 @@ func (c *Client) Format(f fmt.State, verb rune) { fmt.Fprint(f, c.String()) }
 func (c *Client) Close() {
 	if c.tr != nil {
 		c.tr.CloseIdleConnections()
+		c.freshTr.CloseIdleConnections()
 	} else {
 		c.hc.CloseIdleConnections()
 	}
@@ -243,6 +256,18 @@ func (c *Client) setHeaders(h http.Header) {
 	h.Set("User-Agent", "inferbench")
 }
 
+// newRequest builds the POST of body with the profile's headers.
+func (c *Client) newRequest(ctx context.Context, body []byte) (*http.Request, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.engine.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "text/event-stream")
+	c.setHeaders(hreq.Header)
+	return hreq, nil
+}
+
 // errRequestTimeout is the cancellation cause when RequestTimeout expires.
 var errRequestTimeout = errors.New("request timeout")
 
@@ -250,11 +275,18 @@ var errRequestTimeout = errors.New("request timeout")
 type streamInfo struct {
 	firstEvent  time.Duration // first event of any kind (0: none)
 	roleAt      time.Duration // first role-bearing event without output (0: none)
+	roleFirst   bool          // a role-only event came before the first output chunk
+	outputRoles int           // output chunks whose delta also carried the role
 	sawDone     bool          // data: [DONE] arrived
 	usageChunks int           // events carrying usage
 	continuous  bool          // every output chunk carried usage
 	contentType string
-	simulated   bool // the server said it is inferbench's simulated engine
+	simulated   bool   // the server said it is inferbench's simulated engine
+	server      string // the Server response header
+	keepAlive   string // the Keep-Alive response header
+	connClose   bool   // the response said Connection: close
+	drained     bool   // the body was read to its end (the connection went back idle)
+	conn        *trackedConn
 }
 
 // Do sends one streaming request and fills rec, which must not be nil; see
@@ -292,18 +324,22 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	// not the caller's cancellation, so it is never classified.
 	ctx, stopReq := context.WithCancel(ctx)
 	defer stopReq()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.engine.URL, bytes.NewReader(body))
-	if err != nil {
-		rec.Sent = c.since()
-		c.fail(rec, record.Connect, "engine "+c.engine.Name+": "+err.Error())
-		return
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "text/event-stream")
-	c.setHeaders(hreq.Header)
 
 	rec.Sent = c.since()
-	resp, err := c.hc.Do(hreq)
+	t := &connTrace{now: c.now, at: c.since}
+	resp, err := c.send(ctx, c.hc, body, t)
+	if err != nil && c.fresh != nil && ctx.Err() == nil && t.deadReuse() {
+		// The kept-alive connection was dead (the server closed it after
+		// the previous stream, and the transport does not resend a POST):
+		// nothing was answered, so send once more, on a new connection.
+		// Only this case is retried; the retry's failure is the record's.
+		rec.Retried = true
+		rec.Sent = c.since()
+		t = &connTrace{now: c.now, at: c.since}
+		resp, err = c.send(ctx, c.fresh, body, t)
+	}
+	t.fill(rec)
+	info.conn = t.connection()
 	if err != nil {
 		c.transportFailure(ctx, rec, err, true)
 		return
@@ -313,6 +349,9 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	rec.Status = resp.StatusCode
 	info.contentType = resp.Header.Get("Content-Type")
 	info.simulated = resp.Header.Get(SimulatedHeader) != ""
+	info.server = resp.Header.Get("Server")
+	info.keepAlive = resp.Header.Get("Keep-Alive")
+	info.connClose = resp.Close
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := readErrorBody(resp.Body)
@@ -368,6 +407,7 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 				rec.Done = c.since()
 			}
 			if errors.Is(err, io.EOF) {
+				info.drained = true
 				if !finished {
 					c.fail(rec, record.StreamCut, "the stream ended before [DONE] or a finish_reason")
 				}
@@ -410,8 +450,11 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			if !ci.hasUsage {
 				usageOnAll = false
 			}
-		} else if ci.role && len(rec.Chunks) == 0 && info.roleAt == 0 {
-			info.roleAt = at
+		} else if ci.role && len(rec.Chunks) == 0 && !info.roleFirst {
+			info.roleAt, info.roleFirst = at, true
+		}
+		if ci.output && ci.role {
+			info.outputRoles++
 		}
 		if ci.hasUsage {
 			info.usageChunks++
@@ -448,8 +491,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		// Leave the connection reusable: drain what little follows the end,
 		// but never wait on a server that keeps the response open.
 		t := time.AfterFunc(drainWait, stop)
-		_, _ = io.CopyN(io.Discard, body, 4<<10)
+		_, err := io.CopyN(io.Discard, body, 4<<10)
 		t.Stop()
+		info.drained = info.drained || errors.Is(err, io.EOF)
 	}
 
 	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, trailing, info)

@@ -50,7 +50,9 @@
 //	openai    max_tokens N only (the generic API cannot force a length)
 //
 // With MaxTokens = 0 none of these is sent and the length is not checked.
-// Unknown fields in responses are ignored.
+// Record.LengthForced says whether the request asked for an exact length
+// (vllm and friendli with MaxTokens > 0); only then can the engine be said
+// to ignore it. Unknown fields in responses are ignored.
 //
 // # Transport
 //
@@ -61,13 +63,40 @@
 // dialing and TLS handshakes give up after 10 s, proxies come from the
 // environment, and TLS verification is on unless Engine.InsecureSkipVerify.
 //
+// Some servers close the connection after every stream while advertising
+// keep-alive (llama.cpp's llama-server sends "Keep-Alive: timeout=5,
+// max=100" and closes). net/http then hands the next request the dead
+// idle connection and, the request being a POST, does not resend it: 12–38
+// % of requests used to fail with "connection closed before any
+// response". The client decides with httptrace: a request whose
+// connection came from the idle pool and failed before any response byte
+// is sent once more, on a second transport that keeps no connection alive
+// (so its connection is new by construction; closing the idle connections
+// instead would disturb the other streams). Record.Retried says so, and
+// Sent is the retry's. Nothing else is ever retried: not a failure on a
+// new connection, not one after response bytes, not a status, a cut or a
+// timeout, and not the retry itself. With Options.Transport set nothing is
+// retried.
+//
+// Every record says how its connection was obtained: ConnReused (it
+// carried an earlier request, counted on a wrapper around the dialled
+// net.Conn, since net/http's GotConnInfo.Reused is also true for a
+// never-used connection that sat idle) or NewConn, GotConn (when the
+// transport handed it over) and the DNS, Dial (TCP connect) and TLS
+// durations of a connection dialled for the request, so that set-up is
+// visible rather than hidden in TTFT.
+//
 // # Timing points
 //
 // All record times are offsets from Options.Epoch, read from the monotonic
 // clock (Options.Now, default time.Now):
 //
 //   - Sent: just before the request is handed to the transport (it includes a
-//     dial only when no idle connection exists, which after warm-up is never).
+//     dial only when no idle connection exists, which after warm-up is
+//     never, except against a server that closes after every stream). For
+//     a retried request (Retried) it is the retry's.
+//   - GotConn: when the transport handed over the connection (0: none);
+//     GotConn − Sent is connection set-up or the wait for a connection.
 //   - Headers: when the response headers have arrived.
 //   - Chunk.At: when the Read that delivered the last byte of the event
 //     returned, before the event is decoded: decoding cost is not latency.
@@ -95,11 +124,28 @@
 //     chunks, earlier chunks taking the remainder, so they sum to
 //     OutputTokens (one token per chunk when the counts match). If there are
 //     more chunks than tokens, each chunk counts 1.
+//     Record.EstimatedChunkTokens says when the counts are such a spread.
 //   - chunk-count: no usage at all. OutputTokens is the number of chunks and
 //     each counts 1: a flagged fallback that undercounts multi-token chunks.
 //
+// A natural stop is accounted exactly. llama-server (and vLLM, whose
+// continuous usage grows by one on the empty finish chunk) counts the
+// end-of-sequence token, which is generated but never sent, in
+// completion_tokens: on finish_reason "stop" the usage is the streamed
+// tokens + 1. When finish_reason is "stop" and usage exceeds what the
+// chunks carried by exactly one, that token is the EOS: every chunk keeps
+// its own count (1 with final usage), the extra is neither spread nor
+// added to the last chunk, Record.EOSCounted is set, and OutputTokens
+// stays the server's count, because max_tokens and the fixed-length check
+// count it and the engine spent a decode step on it.
+// Record.StreamedTokens (OutputTokens − 1) is what the chunks carried; TPOT
+// uses it. Neither the ITL estimate flag nor a warning follows.
+//
 // PromptTokens is the last usage.prompt_tokens (it includes the chat
-// template, unlike a client-side count).
+// template, unlike a client-side count). CachedTokens is the last
+// usage.prompt_tokens_details.cached_tokens (prefix-cache hits, reported by
+// vLLM and OpenAI); CachedReported tells a reported 0 from a server that
+// does not report it (llama-server, ollama).
 //
 // # Error kinds
 //
@@ -119,9 +165,12 @@
 //     JSON body, else the trimmed body text). Redirects are not followed;
 //     Message names the redacted target.
 //   - stream-cut: the body ended (EOF) or broke (reset, unexpected EOF)
-//     before data: [DONE] and before any finish_reason, or the server sent
-//     an "error" object mid-stream (vLLM does). A stream that has a
+//     before data: [DONE] and before any finish_reason. A stream that has a
 //     finish_reason but ends without [DONE] is accepted (Preflight warns).
+//   - server-error: the server sent an "error" object inside a 2xx stream
+//     (llama-server: data: {"error":{"code":500,"message":...}} and then
+//     the end, without finish, usage or [DONE]; vLLM mid-stream). Message
+//     carries the server's message.
 //   - malformed-event: a data payload that is not a JSON object of the
 //     expected shape (including a non-integer token count and an event over
 //     8 MiB), or a 2xx application/json answer instead of an event stream.
@@ -134,6 +183,11 @@
 //     checked (a chunk count is not a token count). The generic profile
 //     sends max_tokens alone, so a shorter answer is not a failure there;
 //     the statistics still count and report it.
+//
+// record.Record.Transient says which failures may pass if the request is
+// sent again (429, 5xx, stream-cut, timeout); the preflight's caller
+// retries only those. server-error, other 4xx, malformed-event,
+// empty-output, length-mismatch and connect are deterministic.
 //
 // # SSE parsing
 //
@@ -165,4 +219,28 @@
 // server running?). Its Probe reports whether usage is streamed, whether it
 // is continuous, whether the fixed length was honoured, and whether a role
 // chunk precedes the first token, with warnings for the caller to show.
+// Warnings follow what the profile asked for: a short answer under the
+// generic profile "varies" (max_tokens caps, cannot force); only vllm and
+// friendli are told they ignored min_tokens (and ignore_eos).
+//
+// Probe.Conformance lists what the probe saw, one fact per Lines() entry
+// for the results header:
+//
+//	server header   the Server response header
+//	role            separate-chunk (vLLM, llama-server), every-delta (ollama), some-deltas, none
+//	tokens/chunk    max and mean streamed tokens per chunk, exact or estimated
+//	usage           continuous, final, none
+//	end of sequence counted in usage on a natural stop (EOSCounted)
+//	fixed length    asked, forced (min_tokens) or not, got, honoured
+//	cached tokens   reported (value) or not
+//	[DONE]          sent or not
+//	connection      kept-alive, closed-by-server, connection-close or unknown, with the Keep-Alive header
+//
+// Keep-alive is observed, not taken from the headers: after the stream the
+// probe's idle connection is watched for KeepAliveWait (50 ms); servers that
+// close after every stream close it as they send the end. A retried probe
+// is itself the proof (closed-by-server); a body the client had to abandon
+// leaves it unknown. A second probe (the suite sends one to calibrate the
+// prompt) also shows Conformance.ConnReused: true when the server kept the
+// first probe's connection.
 package engines

@@ -34,6 +34,10 @@ type Probe struct {
 	// Simulated is true when the server identified itself as inferbench's
 	// simulated engine (the X-Inferbench-Simulated response header).
 	Simulated bool
+	// Conformance is everything the probe saw of how the server streams
+	// (role, chunk sizes, usage, length, cached tokens, [DONE], keep-alive,
+	// Server header); Lines renders it for the results header.
+	Conformance Conformance
 }
 
 // Preflight sends one probe request and checks reachability, auth,
@@ -93,7 +97,7 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 			p.Warnings = append(p.Warnings, c.lengthWarning(req.MaxTokens, r))
 		}
 	}
-	if info.roleAt > 0 && len(r.Chunks) > 0 {
+	if info.roleFirst && len(r.Chunks) > 0 {
 		p.RoleChunkFirst = true
 		lead := r.Chunks[0].At - info.roleAt
 		if lead >= time.Millisecond {
@@ -105,6 +109,15 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 	}
 	if ct := info.contentType; ct != "" && !strings.HasPrefix(strings.ToLower(ct), "text/event-stream") {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the stream's Content-Type is %q, not text/event-stream", ct))
+	}
+	p.Conformance = c.conformance(ctx, req, r, &info)
+	if p.Conformance.KeepAlive == ClosedByServer {
+		promise := ""
+		if h := p.Conformance.KeepAliveHeader; h != "" {
+			promise = " although it sends Keep-Alive: " + h
+		}
+		p.Warnings = append(p.Warnings, "the server closes the connection after the stream"+promise+
+			": every request pays a connection set-up inside its TTFT (recorded apart in got_conn_ns and dial_ns), and one that catches a closed kept-alive connection is retried once on a new one (retried in its record)")
 	}
 	return p, nil
 }

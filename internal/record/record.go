@@ -30,7 +30,7 @@ type ErrorKind string
 
 const (
 	OK             ErrorKind = ""
-	Connect        ErrorKind = "connect"         // dial, DNS or TLS failure, connection refused or reset before any response
+	Connect        ErrorKind = "connect"         // dial, DNS or TLS failure, connection refused or reset before any response (a dead kept-alive connection is retried once first: Retried)
 	Timeout        ErrorKind = "timeout"         // -request-timeout expired (no headers, or the stream stalled)
 	HTTPStatus     ErrorKind = "http-status"     // a non-2xx answer; Status and Message say which
 	StreamCut      ErrorKind = "stream-cut"      // the body ended or broke before [DONE] / a finish
