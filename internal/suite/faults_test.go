@@ -386,7 +386,7 @@ func TestFaultSuite(t *testing.T) {
 		// An error object mid-stream (vLLM's way to report an engine failure): stream-cut with its message.
 		{name: "vllm-error-event", misbehave: func(w http.ResponseWriter, _ *http.Request, n int) {
 			writeStream(w, streamShape{tokens: n, usage: true, done: true, errorAt: 3})
-		}, wantKind: record.StreamCut, wantMsg: "CUDA out of memory"},
+		}, wantKind: record.ServerError, wantMsg: "CUDA out of memory"},
 		// finish_reason and usage but no [DONE]: accepted, every request succeeds.
 		{name: "vllm-no-done", misbehave: func(w http.ResponseWriter, _ *http.Request, n int) {
 			writeStream(w, streamShape{tokens: n, usage: true})
@@ -430,12 +430,15 @@ func TestFaultSuite(t *testing.T) {
 		}, wantKind: record.LengthMismatch, wantMsg: "completion_tokens is 8", check: func(t *testing.T, sum metrics.Summary, _ []record.Record) {
 			assert.Equal(t, measured, sum.LengthMismatches)
 		}},
-		// The same short answer, generic profile (max_tokens only): not a failure, but counted and warned about.
+		// The same short answer, generic profile (max_tokens only): not a failure, but counted
+		// and warned about, without blaming ignore_eos/min_tokens, which this profile never sends.
 		{name: "generic-short", misbehave: func(w http.ResponseWriter, _ *http.Request, n int) {
 			writeStream(w, streamShape{tokens: n / 2, usage: true, done: true})
 		}, wantKind: record.OK, check: func(t *testing.T, sum metrics.Summary, _ []record.Record) {
 			assert.Equal(t, measured, sum.LengthMismatches)
-			assert.True(t, containsAny(sum.Warnings, "different output length"), "warnings: %q", sum.Warnings)
+			assert.Equal(t, measured, sum.UnforcedLengthMismatches)
+			assert.True(t, containsAny(sum.Warnings, "stopped before max_tokens"), "warnings: %q", sum.Warnings)
+			assert.False(t, containsAny(sum.Warnings, "did not honour"), "warnings: %q", sum.Warnings)
 		}},
 	}
 	for _, tt := range tests {
@@ -615,28 +618,59 @@ func TestFaultSuiteSetupErrors(t *testing.T) {
 	plainServer := func(t *testing.T) string {
 		return "https" + strings.TrimPrefix(newFaultServer(t, false, func(w http.ResponseWriter, _ *http.Request, n int) { goodStream(w, n) }).chatURL(), "http")
 	}
+	// counted serves every chat request with answer (after one models
+	// list), counting the chat requests in *n: how often the preflight sent
+	// its probe.
+	counted := func(n *atomic.Int64, answer func(w http.ResponseWriter, k int64)) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				answer(w, n.Add(1))
+			}))
+			t.Cleanup(srv.Close)
+			return srv.URL + "/v1/chat/completions"
+		}
+	}
+	var errorEvents, flaky atomic.Int64
 	tests := []struct {
 		name     string
 		url      func(t *testing.T) string
 		insecure bool
 		wantErr  []string // all in the error; nil: the set-up succeeds
 		wantFlag string   // a flag the advice should name (checked last: see below)
+		probes   *atomic.Int64
+		want     int64 // probes the server saw (with probes set)
 	}{
+		// Every probe gets an error event inside a 200 stream (llama-server's way
+		// of saying the request cannot be served): a deterministic failure,
+		// named with the server's message and never retried. The old suite
+		// called it stream-cut and probed three times.
+		{name: "vllm-error-event-probe", url: counted(&errorEvents, func(w http.ResponseWriter, _ int64) {
+			writeStream(w, streamShape{tokens: 4, errorAt: 2})
+		}), wantErr: []string{"error in the stream", "CUDA out of memory"}, probes: &errorEvents, want: 1},
+		// Two 503s, then good answers: transient, retried, and the set-up
+		// succeeds (two probes for the calibration, so four requests).
+		{name: "vllm-503-then-ok", url: counted(&flaky, func(w http.ResponseWriter, k int64) {
+			if k <= 2 {
+				writeErrorJSON(w, http.StatusServiceUnavailable, "warming up")
+				return
+			}
+			goodStream(w, 16)
+		}), probes: &flaky, want: 4},
 		// Nothing listens on a just-freed port: connection refused, engine and URL named.
-		{"vllm-refused", refused, false, []string{"connection refused", "Is the server running"}, ""},
+		{"vllm-refused", refused, false, []string{"connection refused", "Is the server running"}, "", nil, 0},
 		// A name that cannot resolve (.invalid is reserved): a DNS failure.
 		{"vllm-dns", func(*testing.T) string { return "http://does-not-exist.invalid/v1/chat/completions" }, false,
-			[]string{"DNS lookup failed", "does-not-exist.invalid"}, ""},
+			[]string{"DNS lookup failed", "does-not-exist.invalid"}, "", nil, 0},
 		// A self-signed TLS server without -insecure-skip-verify: certificate verification fails.
-		{"vllm-tls", tlsServer, false, []string{"TLS certificate verification failed", "-insecure"}, "-insecure-skip-verify"},
+		{"vllm-tls", tlsServer, false, []string{"TLS certificate verification failed", "-insecure"}, "-insecure-skip-verify", nil, 0},
 		// https:// to a plain-HTTP server: the TLS handshake fails.
-		{"vllm-https-to-http", plainServer, false, []string{"TLS handshake failed", "http://"}, ""},
+		{"vllm-https-to-http", plainServer, false, []string{"TLS handshake failed", "http://"}, "", nil, 0},
 		// The same server with -insecure-skip-verify: the set-up succeeds and a level runs cleanly.
-		{"vllm-tls-insecure", tlsServer, true, nil, ""},
+		{"vllm-tls-insecure", tlsServer, true, nil, "", nil, 0},
 		// The probe gets 401 (bad key): the error says to check OPENAI_API_KEY and hides the key.
-		{"vllm-bad-key", statusServer(401, "invalid api key"), false, []string{"HTTP 401", "invalid api key", "OPENAI_API_KEY"}, ""},
+		{"vllm-bad-key", statusServer(401, "invalid api key"), false, []string{"HTTP 401", "invalid api key", "OPENAI_API_KEY"}, "", nil, 0},
 		// The probe gets 404 (unknown model): the error says to pass -model.
-		{"vllm-no-model", statusServer(404, "model m not found"), false, []string{"HTTP 404", "-model"}, ""},
+		{"vllm-no-model", statusServer(404, "model m not found"), false, []string{"HTTP 404", "-model"}, "", nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -647,6 +681,9 @@ func TestFaultSuiteSetupErrors(t *testing.T) {
 			start := time.Now()
 			s, err := New(context.Background(), o)
 			took := time.Since(start)
+			if tt.probes != nil {
+				assert.Equal(t, tt.want, tt.probes.Load(), "probes the server saw")
+			}
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				defer s.Close()

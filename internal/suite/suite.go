@@ -101,6 +101,9 @@ type Engine struct {
 	lastE2E   atomic.Int64 // mean E2E of the latest finished sample, ns
 	mu        sync.Mutex   // serialises writes of this engine's result lines
 	probeNote string
+	// conformance is what the preflight saw of the engine's protocol
+	// (engines.Conformance.Lines), for the header.
+	conformance []string
 	// nextSeq is the workload seq of this engine's next request. It runs on
 	// across phases, levels, samples and repetitions, so no request of the
 	// run repeats an earlier one's prompt (no prefix cache can serve it),
@@ -122,9 +125,33 @@ func (s *Suite) Levels() []int { return s.levels }
 // -engines order.
 func (s *Suite) Engines() []*Engine { return s.engines }
 
-// Header is the provenance and configuration block, as written at the top
-// of every result file, for the benchmark output.
-func (s *Suite) Header() []byte { return s.header.Bytes() }
+// Header is the provenance and configuration block for the benchmark
+// output: what the top of every result file has, and every measured
+// engine's description (URL, preflight, conformance) as '#' lines.
+func (s *Suite) Header() []byte {
+	h := s.header
+	h.Comments = append([]string(nil), h.Comments...)
+	for _, e := range s.engines {
+		h.Comments = append(h.Comments, e.describe()...)
+	}
+	return h.Bytes()
+}
+
+// describe is the engine's block of '#' lines in the header: where it is,
+// what the preflight saw, and the conformance facts that say how to read
+// its numbers (role chunk, tokens per chunk, usage, fixed length, cached
+// tokens, connection reuse).
+func (e *Engine) describe() []string {
+	lines := []string{
+		fmt.Sprintf("inferbench engine=%s profile=%s url=%s model=%s", e.name, e.engine.Profile, engines.RedactURL(e.engine.URL), e.engine.Model),
+		e.probeNote,
+	}
+	lines = append(lines, e.conformance...)
+	if e.engine.Simulated {
+		lines = append(lines, "engine "+e.name+" is SIMULATED (inferbench's fake engine): its numbers are not a real engine's")
+	}
+	return lines
+}
 
 // Dir is the results folder.
 func (s *Suite) Dir() string { return s.dir.Path() }
@@ -252,13 +279,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	perEngine := map[string][]string{}
 	for i, e := range s.engines {
 		names[i] = e.name
-		perEngine[e.name] = []string{
-			fmt.Sprintf("inferbench engine=%s profile=%s url=%s model=%s", e.name, e.engine.Profile, engines.RedactURL(e.engine.URL), e.engine.Model),
-			e.probeNote,
-		}
-		if e.engine.Simulated {
-			perEngine[e.name] = append(perEngine[e.name], "engine "+e.name+" is SIMULATED (inferbench's fake engine): its numbers are not a real engine's")
-		}
+		perEngine[e.name] = e.describe()
 	}
 	if s.dir, err = results.Create(opt.Out, names, s.header, perEngine); err != nil {
 		return nil, err
@@ -408,9 +429,12 @@ func (s *Suite) preflightOne(ctx context.Context, e *Engine, calibrate bool) err
 		e.engine.Simulated = true
 		probe.Warnings = append(probe.Warnings, "the server is inferbench's SIMULATED engine (X-Inferbench-Simulated)")
 	}
-	e.probeNote = fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
+	for _, l := range probe.Conformance.Lines() {
+		e.conformance = append(e.conformance, "conformance "+e.name+": "+l)
+	}
+	e.probeNote = strings.TrimSpace(fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
 		probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
-		ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; "))
+		ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; ")))
 	return nil
 }
 
