@@ -26,12 +26,19 @@
 // # Output length
 //
 // The output limit is max_completion_tokens, else max_tokens, else the
-// configuration's DefaultTokens. With ignore_eos true, or min_tokens equal
-// to the limit, exactly the limit is generated. Otherwise the simulated EOS
-// comes at a natural length drawn uniformly from [max(min_tokens,1), limit]
-// by a hash of Options.Seed and the request's index, so the same requests in
-// the same order get the same lengths. finish_reason is "length" when the
-// output reached the limit and "stop" otherwise.
+// configuration's DefaultTokens (the command's --tokens). By default every
+// request generates exactly its limit, finish_reason "length", as if
+// ignore_eos were set: lengths are what the client asked for.
+//
+// With Options.NaturalStop (--natural-stop) the model has an EOS: unless
+// ignore_eos is true or min_tokens equals the limit, the simulated EOS comes
+// at a natural length n drawn uniformly from [max(min_tokens,1), limit] by a
+// hash of Options.Seed and the request's index, so the same requests in the
+// same order get the same lengths. When n is below the limit the finish
+// reason is "stop", and the EOS is one more generated token (one more engine
+// step) that is never sent but is counted: usage.completion_tokens is n + 1,
+// the content tokens plus the EOS, as llama-server reports it. When n
+// reaches the limit the reason is "length" and completion_tokens is n.
 //
 // Prompt tokens are estimated, never tokenized: see EstimatePromptTokens
 // (chat) and ceil(bytes/4) for a completions prompt.
@@ -111,6 +118,14 @@ type Options struct {
 	// ErrorKinds are the failures to inject, from "429", "500", "cut",
 	// "hang" and "malformed". Required when ErrorRate > 0.
 	ErrorKinds []string
+	// NaturalStop simulates the model's EOS: a request without ignore_eos
+	// (and with min_tokens below its limit) stops at a natural length drawn
+	// in [max(min_tokens, 1), limit], with finish_reason "stop", and its
+	// usage.completion_tokens counts the EOS token that is generated but
+	// never sent (content tokens + 1, as llama-server reports). Default
+	// (false): every request generates exactly its output limit, so
+	// --tokens N gives N tokens.
+	NaturalStop bool
 	// Seed makes failure injection, natural output lengths and filler text
 	// deterministic. Default: 0 (a valid seed).
 	Seed int64

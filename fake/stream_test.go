@@ -229,47 +229,58 @@ func TestTokensPerChunk(t *testing.T) {
 	}
 }
 
-// streamLen streams one request and returns its content tokens (words) and
-// finish reason.
-func streamLen(t testing.TB, url, extra string) (int, string) {
+// streamLen streams one request and returns its content tokens (words),
+// usage.completion_tokens and finish reason.
+func streamLen(t testing.TB, url, extra string) (words, completion int, reason string) {
 	t.Helper()
 	resp := post(t, context.Background(), url+"/v1/chat/completions",
 		`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}`+extra+`}`)
 	require.Equal(t, 200, resp.StatusCode)
 	cs := decodeChunks(t, events(t, readAll(t, resp)))
-	words := 0
 	for _, c := range cs[1 : len(cs)-2] {
 		words += len(strings.Fields(*c.Choices[0].Delta.Content))
 	}
-	require.Equal(t, words, cs[len(cs)-1].Usage.Completion, "usage must match the content")
-	return words, *cs[len(cs)-2].Choices[0].FinishReason
+	return words, cs[len(cs)-1].Usage.Completion, *cs[len(cs)-2].Choices[0].FinishReason
 }
 
+// TestOutputLength checks the output lengths, finish reasons and
+// completion_tokens with and without Options.NaturalStop. On the old code
+// the "no limit" and "limit without ignore_eos" rows failed (a request
+// without ignore_eos stopped early at a natural EOS: 52, 101, 99 tokens of
+// --tokens 128), and the natural-stop rows failed because
+// completion_tokens did not count the EOS.
 func TestOutputLength(t *testing.T) {
 	tests := []struct {
 		name    string
+		natural bool // Options.NaturalStop
 		extra   string
-		lo, hi  int    // allowed length
+		lo, hi  int    // allowed content length
 		reason  string // "" when either may occur
 		fixedOK bool   // the length is exact
 	}{
 		// ignore_eos: exactly max_tokens, "length".
-		{"ignore_eos", `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
+		{"ignore_eos", false, `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
 		// min_tokens = max_tokens: exact too (how Friendli is asked).
-		{"min=max", `,"max_tokens":9,"min_tokens":9`, 9, 9, "length", true},
+		{"min=max", false, `,"max_tokens":9,"min_tokens":9`, 9, 9, "length", true},
 		// max_completion_tokens wins over max_tokens.
-		{"max_completion_tokens", `,"max_completion_tokens":4,"max_tokens":50,"ignore_eos":true`, 4, 4, "length", true},
-		// No limit: the configured default (16).
-		{"default", `,"ignore_eos":true`, 16, 16, "length", true},
-		// A natural stop between min_tokens and the limit.
-		{"natural stop", `,"max_tokens":40,"min_tokens":10`, 10, 40, "", false},
+		{"max_completion_tokens", false, `,"max_completion_tokens":4,"max_tokens":50,"ignore_eos":true`, 4, 4, "length", true},
+		// No limit and no ignore_eos: exactly the configured default (16).
+		{"no limit", false, ``, 16, 16, "length", true},
+		// A limit without ignore_eos: exactly the limit, no EOS by default.
+		{"limit without ignore_eos", false, `,"max_tokens":40,"min_tokens":10`, 40, 40, "length", true},
+		// NaturalStop: a natural stop between min_tokens and the limit.
+		{"natural stop", true, `,"max_tokens":40,"min_tokens":10`, 10, 40, "", false},
+		// NaturalStop without a limit: natural lengths up to the default.
+		{"natural stop, no limit", true, ``, 1, 16, "", false},
+		// NaturalStop yields to ignore_eos.
+		{"natural stop, ignore_eos", true, `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 3})
+			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 3, NaturalStop: tt.natural})
 			seen := map[int]bool{}
 			for range 20 {
-				n, reason := streamLen(t, ts.URL, tt.extra)
+				n, completion, reason := streamLen(t, ts.URL, tt.extra)
 				assert.GreaterOrEqual(t, n, tt.lo)
 				assert.LessOrEqual(t, n, tt.hi)
 				if tt.reason != "" {
@@ -278,6 +289,11 @@ func TestOutputLength(t *testing.T) {
 					assert.Equal(t, "stop", reason)
 				} else {
 					assert.Equal(t, "length", reason)
+				}
+				if reason == "stop" {
+					assert.Equal(t, n+1, completion, "completion_tokens counts the unsent EOS")
+				} else {
+					assert.Equal(t, n, completion, "usage must match the content")
 				}
 				seen[n] = true
 			}
@@ -288,7 +304,7 @@ func TestOutputLength(t *testing.T) {
 	}
 	// The same seed and order give the same lengths and text.
 	run := func(seed int64) string {
-		_, ts := newTest(t, firehoseCfg(t), Options{Seed: seed})
+		_, ts := newTest(t, firehoseCfg(t), Options{Seed: seed, NaturalStop: true})
 		var b strings.Builder
 		for range 10 {
 			resp := post(t, context.Background(), ts.URL+"/v1/completions", `{"model":"fake-model","prompt":"x","max_tokens":30}`)
@@ -299,6 +315,41 @@ func TestOutputLength(t *testing.T) {
 	}
 	assert.Equal(t, run(5), run(5), "same seed, same outputs")
 	assert.NotEqual(t, run(5), run(6), "another seed, other outputs")
+}
+
+// TestNaturalStopGeneratesTheEOS checks, on a real engine and without
+// streaming, that a natural stop's EOS is a generated token: the engine
+// counts content + 1 tokens per stopped request, and usage says the same.
+func TestNaturalStopGeneratesTheEOS(t *testing.T) {
+	s, ts := newTest(t, fastCfg(t), Options{Seed: 3, NaturalStop: true})
+	total, stops := 0, 0
+	for range 8 {
+		resp := post(t, context.Background(), ts.URL+"/v1/chat/completions",
+			`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":12}`)
+		require.Equal(t, 200, resp.StatusCode)
+		var r struct {
+			Choices []struct {
+				Message      struct{ Content string } `json:"message"`
+				FinishReason string                   `json:"finish_reason"`
+			} `json:"choices"`
+			Usage struct {
+				Completion int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		require.NoError(t, json.Unmarshal(readAll(t, resp), &r))
+		require.Len(t, r.Choices, 1)
+		words := len(strings.Fields(r.Choices[0].Message.Content))
+		if r.Choices[0].FinishReason == "stop" {
+			stops++
+			assert.Equal(t, words+1, r.Usage.Completion)
+		} else {
+			assert.Equal(t, 12, words)
+			assert.Equal(t, 12, r.Usage.Completion)
+		}
+		total += r.Usage.Completion
+	}
+	require.Positive(t, stops, "seed 3 should give natural stops")
+	assert.EqualValues(t, total, s.Engine().Stats().GenerationTokensTotal, "the engine generated every counted token, EOS included")
 }
 
 // outcome classifies one request's result for the failure-injection tests.
