@@ -168,6 +168,8 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			created: time.Now().Unix(),
 			model:   s.modelJSON,
 			prompt:  req.PromptTokens,
+
+			roleEvery: s.opts.RoleInEveryDelta,
 		}
 		if req.Stream {
 			s.stream(w, r, req, &p, st, src)
@@ -233,7 +235,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 				h.Set("Cache-Control", "no-cache")
 				w.WriteHeader(http.StatusOK)
 				started = true
-				if st.chat {
+				if st.chat && !st.roleEvery {
 					// Written with the first token, in one flush: a client
 					// cannot see the role before the first token.
 					buf = st.roleChunk(buf, usage(0))
@@ -251,6 +253,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 					s.logf("request %d: injected hang after %d tokens", p.index, emitted)
 					src.Cancel()
 					s.wait(ctx)
+					return
+				case "error-event":
+					// An error object in the 200 stream, then a clean end
+					// of the body: no finish_reason, no usage, no [DONE].
+					buf = errorEvent(buf)
+					emit()
+					s.logf("request %d: injected error event after %d tokens", p.index, emitted)
+					src.Cancel()
 					return
 				case "malformed":
 					if !malformed {
@@ -313,6 +323,14 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *st
 	body := st.fullResponse(nil, p.text(0, p.n), p.reason, p.gen)
 	w.Header().Set("Content-Type", "application/json")
 	switch p.fail {
+	case "error-event":
+		// Without a stream llama-server answers such a failure with 500.
+		s.logf("request %d: injected error (500, llama-server's body)", p.index)
+		b := append(errorObject(nil), '\n')
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(b)
+		return
 	case "malformed":
 		s.logf("request %d: injected malformed body", p.index)
 		body = body[:len(body)/2]

@@ -23,6 +23,12 @@
 // chunk carries the cumulative usage. /v1/completions streams the same way
 // with text_completion objects and no role chunk.
 //
+// With Options.RoleInEveryDelta (--role-in-every-delta) a chat stream has
+// ollama's shape instead: no role-only chunk; every content chunk's delta
+// is {"role":"assistant","content":…}; the finish chunk's delta is
+// {"role":"assistant","content":""}; then the usage chunk (choices [],
+// when include_usage) and [DONE].
+//
 // # Output length
 //
 // The output limit is max_completion_tokens, else max_tokens, else the
@@ -53,7 +59,16 @@
 // output tokens; "hang" sends about half of them (a stream) or nothing (no
 // stream) and then stays silent until the client leaves or the server
 // closes; "malformed" sends a data line that is not JSON in place of the
-// next chunk (a stream; the rest follows normally) or a non-JSON body.
+// next chunk (a stream; the rest follows normally) or a non-JSON body;
+// "error-event" is llama-server's failure when the output breaks its
+// parser: inside the HTTP 200 stream, after about half of the output
+// tokens (at once when the output is one token), the event
+//
+//	data: {"error":{"code":500,"message":"simulated failure: …","type":"server_error"}}
+//
+// and then the body ends cleanly with no finish_reason, no usage and no
+// [DONE]; without a stream it is HTTP 500 with that object as the body.
+// ErrorRate 1 with a single kind injects it into every request.
 //
 // # Firehose
 //
@@ -116,7 +131,8 @@ type Options struct {
 	// (see the package doc). Default: 0.
 	ErrorRate float64
 	// ErrorKinds are the failures to inject, from "429", "500", "cut",
-	// "hang" and "malformed". Required when ErrorRate > 0.
+	// "hang", "malformed" and "error-event". Required when ErrorRate > 0.
+	// ErrorRate 1 with one kind injects that failure into every request.
 	ErrorKinds []string
 	// NaturalStop simulates the model's EOS: a request without ignore_eos
 	// (and with min_tokens below its limit) stops at a natural length drawn
@@ -126,6 +142,11 @@ type Options struct {
 	// (false): every request generates exactly its output limit, so
 	// --tokens N gives N tokens.
 	NaturalStop bool
+	// RoleInEveryDelta shapes chat streams like ollama's: no role-only
+	// chunk, every delta {"role":"assistant","content":…}, and a finish
+	// chunk whose delta is {"role":"assistant","content":""}. Default:
+	// vLLM's shape (one role chunk, then content-only deltas).
+	RoleInEveryDelta bool
 	// Seed makes failure injection, natural output lengths and filler text
 	// deterministic. Default: 0 (a valid seed).
 	Seed int64
@@ -135,7 +156,7 @@ type Options struct {
 }
 
 // errorKinds are the valid Options.ErrorKinds.
-var errorKinds = []string{"429", "500", "cut", "hang", "malformed"}
+var errorKinds = []string{"429", "500", "cut", "hang", "malformed", "error-event"}
 
 // Server is the simulated engine's HTTP front end. Create it with NewServer
 // and release it with Close.

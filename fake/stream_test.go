@@ -59,19 +59,26 @@ var createdRE = regexp.MustCompile(`"created":\d+`)
 func TestStreamGolden(t *testing.T) {
 	tests := []struct {
 		name, path, body string
+		opts             Options // Seed 7 is added
 	}{
 		// Chat, 3 tokens, include_usage: role, 3 contents, finish, usage, [DONE].
-		{"chat_usage", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`},
+		{"chat_usage", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{}},
 		// Chat, continuous usage: usage on every chunk.
-		{"chat_continuous", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"min_tokens":2,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`},
+		{"chat_continuous", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"min_tokens":2,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, Options{}},
 		// Chat without usage: no usage chunk.
-		{"chat_plain", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"ignore_eos":true,"stream":true}`},
+		{"chat_plain", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"ignore_eos":true,"stream":true}`, Options{}},
 		// Text completion: no role chunk, text_completion objects.
-		{"completion_usage", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`},
+		{"completion_usage", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{}},
+		// ollama's shape: no role chunk, the role in every delta and in the
+		// finish chunk's empty delta, then usage with choices [] and [DONE].
+		{"chat_role_every_delta", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}}`, Options{RoleInEveryDelta: true}},
+		// The same flag changes nothing in a text completion.
+		{"completion_role_every_delta", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{RoleInEveryDelta: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 7})
+			tt.opts.Seed = 7
+			_, ts := newTest(t, firehoseCfg(t), tt.opts)
 			resp := post(t, context.Background(), ts.URL+tt.path, tt.body)
 			require.Equal(t, 200, resp.StatusCode)
 			assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
@@ -401,6 +408,8 @@ func TestFailureInjection(t *testing.T) {
 		{"hang", "hang"},
 		// malformed: one data line that is not JSON, then the stream ends normally.
 		{"malformed", "malformed"},
+		// error-event: an error object in the 200 stream, then no [DONE].
+		{"error-event", "no-done"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
@@ -448,6 +457,51 @@ func TestFailureInjection(t *testing.T) {
 				assert.False(t, json.Valid(body))
 			}
 		}
+	})
+}
+
+// TestErrorEvent pins llama-server's in-stream error: content chunks, then
+// data: {"error":{"code":500,…,"type":"server_error"}}, then the end of a
+// clean HTTP 200 body with no finish_reason, no usage and no [DONE]; and
+// HTTP 500 with the same object without a stream. On the old code
+// "error-event" was an unknown kind and NewServer refused it.
+func TestErrorEvent(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		contents int // content chunks before the error event
+	}{
+		// Half of 8 tokens, then the error, with include_usage asked for.
+		{"after content", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":8,"stream":true,"stream_options":{"include_usage":true}}`, 4},
+		// A one-token output fails at once: the role chunk, then the error.
+		{"at once", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":1,"stream":true}`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, ts := newTest(t, fastCfg(t), Options{ErrorRate: 1, ErrorKinds: []string{"error-event"}})
+			for i := range 3 { // every request, deterministically
+				resp := post(t, context.Background(), ts.URL+"/v1/chat/completions", tt.body)
+				require.Equal(t, 200, resp.StatusCode)
+				evs := events(t, readAll(t, resp)) // the body ends cleanly
+				require.Len(t, evs, 1+tt.contents+1, "request %d: role, contents, error: %q", i, evs)
+				for _, e := range evs[:len(evs)-1] {
+					var c chunk
+					require.NoError(t, json.Unmarshal([]byte(e), &c))
+					require.Len(t, c.Choices, 1)
+					assert.Nil(t, c.Choices[0].FinishReason, "no finish_reason before the error")
+					assert.Nil(t, c.Usage)
+				}
+				assert.JSONEq(t, `{"error":{"code":500,"message":"simulated failure: the server could not parse the model output","type":"server_error"}}`, evs[len(evs)-1])
+			}
+			eventually(t, "the failed sequences to be freed", func() bool { return s.Engine().Stats().Running == 0 })
+		})
+	}
+	t.Run("non-stream", func(t *testing.T) {
+		_, ts := newTest(t, firehoseCfg(t), Options{ErrorRate: 1, ErrorKinds: []string{"error-event"}})
+		resp := post(t, context.Background(), ts.URL+"/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":8}`)
+		assert.Equal(t, 500, resp.StatusCode)
+		assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		assert.JSONEq(t, `{"error":{"code":500,"message":"simulated failure: the server could not parse the model output","type":"server_error"}}`, string(readAll(t, resp)))
 	})
 }
 
