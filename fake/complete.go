@@ -106,6 +106,10 @@ func (f *firehose) Cancel() {}
 // completions handles /v1/chat/completions (chat) and /v1/completions.
 func (s *Server) completions(chat bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.CloseAfterStream && r.Context().Value(connKey{}) == nil {
+			writeError(w, http.StatusInternalServerError, "the simulated engine runs with CloseAfterStream but its http.Server lacks the connection hooks: serve it with fake.Start or fake.Serve, or call Server.ConfigureHTTP on the http.Server before it serves")
+			return
+		}
 		body, ok := s.readBody(w, r)
 		if !ok {
 			return
@@ -233,6 +237,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 				h := w.Header()
 				h.Set("Content-Type", "text/event-stream")
 				h.Set("Cache-Control", "no-cache")
+				if s.opts.CloseAfterStream {
+					s.closeAfterResponse(r)
+				}
 				w.WriteHeader(http.StatusOK)
 				started = true
 				if st.chat && !st.roleEvery {

@@ -70,6 +70,21 @@
 // [DONE]; without a stream it is HTTP 500 with that object as the body.
 // ErrorRate 1 with a single kind injects it into every request.
 //
+// # Connections
+//
+// By default connections are kept alive as net/http does. With
+// Options.CloseAfterStream (--close-after-stream) the server has
+// llama-server's keep-alive bug: every response carries "Connection:
+// keep-alive" and "Keep-Alive: timeout=5, max=100" (never "Connection:
+// close"), yet a connection that carried a streamed response is closed
+// 1 ms after it goes idle, or at once, without an answer, when the client's
+// next request on it arrives first. Go's http.Transport reuses such a
+// connection at once for a sequential request, so that POST fails with
+// "EOF" (not retried: a POST is not idempotent); a client that waits a
+// moment sees the close and dials anew. Non-streamed responses keep the
+// connection. The behaviour needs the http.Server hooks of
+// Server.ConfigureHTTP, which Start and Serve install.
+//
 // # Firehose
 //
 // A configuration with PrefillMs = PerTokenMs = 0 (sim.Config.Firehose)
@@ -96,10 +111,12 @@
 package fake
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -147,6 +164,15 @@ type Options struct {
 	// chunk whose delta is {"role":"assistant","content":""}. Default:
 	// vLLM's shape (one role chunk, then content-only deltas).
 	RoleInEveryDelta bool
+	// CloseAfterStream reproduces llama-server's keep-alive bug: every
+	// response advertises "Connection: keep-alive" and "Keep-Alive:
+	// timeout=5, max=100", but after a streamed response completes the
+	// server closes the TCP connection. A client that reuses it (Go's
+	// http.Transport does) sees its next request fail with no response.
+	// Non-streamed responses keep the connection. It needs the connection
+	// hooks of ConfigureHTTP (Start and Serve install them); without them
+	// every completion request gets 500 saying so. Default: false.
+	CloseAfterStream bool
 	// Seed makes failure injection, natural output lengths and filler text
 	// deterministic. Default: 0 (a valid seed).
 	Seed int64
@@ -166,6 +192,8 @@ type Server struct {
 	eng       *sim.Engine // nil for the firehose
 	mux       *http.ServeMux
 	modelJSON []byte // opts.Model as a JSON string
+
+	closer connCloser // CloseAfterStream's connections; see ConfigureHTTP
 
 	reqs      atomic.Uint64 // well-formed completion requests so far
 	done      chan struct{} // closed by Close
@@ -218,6 +246,7 @@ func NewServer(cfg sim.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fake: model name %q: %w", opts.Model, err)
 	}
 	s := &Server{cfg: cfg, opts: opts, modelJSON: mj, done: make(chan struct{})}
+	s.closer = connCloser{doomed: map[net.Conn]bool{}, timers: map[net.Conn]*time.Timer{}, aborted: map[net.Conn]bool{}}
 	if !cfg.Firehose() {
 		if s.eng, err = sim.NewEngine(cfg); err != nil {
 			return nil, fmt.Errorf("fake: starting the engine: %w", err)
@@ -235,12 +264,119 @@ func NewServer(cfg sim.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler.
+// Handler returns the server's HTTP handler. With Options.CloseAfterStream
+// it needs the hooks of ConfigureHTTP on the http.Server that serves it.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(SimulatedHeader, "true")
+		if s.opts.CloseAfterStream {
+			if s.abortedConn(r) {
+				// The connection is closed: no response, no work.
+				panic(http.ErrAbortHandler)
+			}
+			// llama-server (cpp-httplib) advertises keep-alive on every
+			// response, including the streams after which it closes.
+			w.Header().Set("Connection", "keep-alive")
+			w.Header().Set("Keep-Alive", "timeout=5, max=100")
+		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// connKey is the context key of the request's net.Conn (ConfigureHTTP).
+type connKey struct{}
+
+// closeDelay is how long after a streamed response a CloseAfterStream
+// connection stays open while idle. Go's http.Transport hands the
+// connection to the next request within microseconds, before its reader
+// notices a close, so a client that sends at once writes its request and
+// then sees the connection close; one that waits longer notices the close
+// and dials anew. That is the race a keep-alive server that closes after
+// its streams sets up; the delay makes it go the client's way only when
+// the client is not in a hurry.
+const closeDelay = time.Millisecond
+
+// connCloser is the per-connection state of CloseAfterStream.
+type connCloser struct {
+	mu      sync.Mutex
+	doomed  map[net.Conn]bool        // a streamed response is in progress or done on it
+	timers  map[net.Conn]*time.Timer // idle after a stream: closing after closeDelay
+	aborted map[net.Conn]bool        // closed when its next request arrived
+}
+
+// ConfigureHTTP installs on hs the connection hooks that
+// Options.CloseAfterStream needs, keeping any hooks hs already has:
+// ConnContext remembers each request's net.Conn; ConnState closes a
+// connection closeDelay (1 ms) after it goes idle following a streamed
+// response, or at once when its next request arrives first, and that
+// request then gets no response. Start and Serve call it; call it yourself
+// before hs serves when you serve Handler with your own http.Server (with
+// httptest: NewUnstartedServer, ConfigureHTTP(ts.Config), Start). It does
+// nothing when CloseAfterStream is off.
+func (s *Server) ConfigureHTTP(hs *http.Server) {
+	if !s.opts.CloseAfterStream {
+		return
+	}
+	cc := &s.closer
+	prevCtx, prevState := hs.ConnContext, hs.ConnState
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, c)
+		}
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	hs.ConnState = func(c net.Conn, st http.ConnState) {
+		if prevState != nil {
+			prevState(c, st)
+		}
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		switch st {
+		case http.StateIdle:
+			if cc.doomed[c] {
+				delete(cc.doomed, c)
+				cc.timers[c] = time.AfterFunc(closeDelay, func() { _ = c.Close() })
+			}
+		case http.StateActive:
+			if t, ok := cc.timers[c]; ok {
+				// The client reused the connection first: close it under
+				// the request it has written.
+				t.Stop()
+				delete(cc.timers, c)
+				cc.aborted[c] = true
+				_ = c.Close()
+			}
+		case http.StateClosed, http.StateHijacked:
+			if t, ok := cc.timers[c]; ok {
+				t.Stop()
+			}
+			delete(cc.doomed, c)
+			delete(cc.timers, c)
+			delete(cc.aborted, c)
+		}
+	}
+}
+
+// closeAfterResponse marks the request's connection to be closed after this
+// response (CloseAfterStream).
+func (s *Server) closeAfterResponse(r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.closer.mu.Lock()
+		s.closer.doomed[c] = true
+		s.closer.mu.Unlock()
+	}
+}
+
+// abortedConn reports whether r arrived on a connection CloseAfterStream
+// has closed under it.
+func (s *Server) abortedConn(r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(net.Conn)
+	if !ok {
+		return false
+	}
+	s.closer.mu.Lock()
+	defer s.closer.mu.Unlock()
+	return s.closer.aborted[c]
 }
 
 // SimulatedHeader is set on every response, so a client that reaches this

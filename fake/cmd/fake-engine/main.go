@@ -81,6 +81,7 @@ func newFlagSet(stderr io.Writer, st *settings, cfg *sim.Config) *flag.FlagSet {
 	fs.Int64Var(&st.opts.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body; larger gets 413")
 	fs.Float64Var(&st.opts.ErrorRate, "error-rate", 0, "fraction of requests that fail on purpose, in [0, 1]")
 	fs.StringVar(&st.errorKinds, "error-kinds", "", "comma-separated failures to inject: 429,500,cut,hang,malformed,error-event (an error object inside the 200 stream, like llama-server)")
+	fs.BoolVar(&st.opts.CloseAfterStream, "close-after-stream", false, "llama-server's keep-alive bug: advertise \"Connection: keep-alive\" but close the connection after every streamed response (a reusing client's next request fails)")
 	fs.BoolVar(&st.opts.RoleInEveryDelta, "role-in-every-delta", false, "ollama's stream shape: no role chunk, \"role\":\"assistant\" in every delta and in the finish chunk")
 	fs.DurationVar(&st.grace, "shutdown-timeout", 5*time.Second, "how long shutdown waits for handlers")
 	cfg.RegisterFlags(fs)

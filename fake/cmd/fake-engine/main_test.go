@@ -109,6 +109,39 @@ func TestTokensFlagIsExact(t *testing.T) {
 	}
 }
 
+// TestCloseAfterStreamFlag checks that the command wires
+// --close-after-stream to the connection hooks: sequential streams on one
+// keep-alive Transport fail when they reuse a connection, and succeed
+// without the flag.
+func TestCloseAfterStreamFlag(t *testing.T) {
+	for _, flagOn := range []bool{true, false} {
+		args := []string{"--prefill-ms", "5", "--per-token-ms", "0.2", "--tokens", "4"}
+		if flagOn {
+			args = append(args, "--close-after-stream")
+		}
+		url := startCmd(t, args...)
+		tr := &http.Transport{}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		failures := 0
+		for range 10 {
+			resp, err := client.Post(url, "application/json", strings.NewReader(`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"stream":true}`))
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if err != nil {
+				failures++
+			}
+		}
+		tr.CloseIdleConnections()
+		if flagOn {
+			assert.Positive(t, failures, "--close-after-stream: reused connections must fail")
+		} else {
+			assert.Zero(t, failures)
+		}
+	}
+}
+
 // TestRunShutsDownHangingStreams checks that shutdown ends an injected hang.
 func TestRunShutsDownHangingStreams(t *testing.T) {
 	var stdout, stderr syncBuffer
