@@ -16,7 +16,8 @@ import (
 type plan struct {
 	index  uint64
 	hash   uint64 // per-request hash: filler words and ids
-	n      int    // output tokens to generate
+	n      int    // output tokens sent as content
+	gen    int    // tokens the engine generates: n, plus the unsent EOS of a natural stop
 	reason string // finish_reason: "length" or "stop"
 	fail   string // injected failure kind, "" for none
 	failAt int    // output tokens sent before a cut, hang or malformed event
@@ -39,12 +40,19 @@ func (s *Server) plan(req *request) plan {
 	i := s.reqs.Add(1) - 1
 	h := mix(mix(uint64(s.opts.Seed)) ^ i)
 	p := plan{index: i, hash: h, n: req.MaxTokens, reason: "length"}
-	if !req.IgnoreEOS && req.MinTokens < req.MaxTokens {
+	if s.opts.NaturalStop && !req.IgnoreEOS && req.MinTokens < req.MaxTokens {
 		lo := max(req.MinTokens, 1)
 		p.n = lo + int(mix(h^1)%uint64(req.MaxTokens-lo+1))
 		if p.n < req.MaxTokens {
 			p.reason = "stop"
 		}
+	}
+	p.gen = p.n
+	if p.reason == "stop" {
+		// The EOS token is generated (one more decode step) and counted in
+		// usage, but never sent: llama-server's n_decoded. n < MaxTokens,
+		// so n + 1 stays within the limit.
+		p.gen = p.n + 1
 	}
 	if s.opts.ErrorRate > 0 && unit(mix(h^2)) < s.opts.ErrorRate {
 		p.fail = s.opts.ErrorKinds[mix(h^3)%uint64(len(s.opts.ErrorKinds))]
@@ -98,6 +106,10 @@ func (f *firehose) Cancel() {}
 // completions handles /v1/chat/completions (chat) and /v1/completions.
 func (s *Server) completions(chat bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.CloseAfterStream && r.Context().Value(connKey{}) == nil {
+			writeError(w, http.StatusInternalServerError, "the simulated engine runs with CloseAfterStream but its http.Server lacks the connection hooks: serve it with fake.Start or fake.Serve, or call Server.ConfigureHTTP on the http.Server before it serves")
+			return
+		}
 		body, ok := s.readBody(w, r)
 		if !ok {
 			return
@@ -129,19 +141,19 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 		}
 		var src tokenSource
 		if s.eng == nil {
-			src = &firehose{n: p.n}
+			src = &firehose{n: p.gen}
 			s.fhRunning.Add(1)
 			defer s.fhRunning.Add(-1)
 			s.fhPromptTotal.Add(uint64(req.PromptTokens))
 		} else {
-			seq, err := s.eng.Submit(req.PromptTokens, p.n)
+			seq, err := s.eng.Submit(req.PromptTokens, p.gen)
 			switch {
 			case errors.Is(err, sim.ErrQueueFull):
 				writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the waiting queue is full (%d requests): retry later", s.cfg.MaxWaiting))
 				return
 			case errors.Is(err, sim.ErrTooLong):
 				writeError(w, http.StatusBadRequest, fmt.Sprintf("%d prompt tokens plus %d output tokens do not fit the simulated KV cache: lower max_tokens or shorten the prompt",
-					req.PromptTokens, p.n))
+					req.PromptTokens, p.gen))
 				return
 			case err != nil:
 				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the simulated engine is not accepting requests: %v", err))
@@ -160,6 +172,8 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			created: time.Now().Unix(),
 			model:   s.modelJSON,
 			prompt:  req.PromptTokens,
+
+			roleEvery: s.opts.RoleInEveryDelta,
 		}
 		if req.Stream {
 			s.stream(w, r, req, &p, st, src)
@@ -199,7 +213,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 	}
 	tpc := s.opts.TokensPerChunk
 	generated, emitted, started, malformed := 0, 0, false, false
-	for emitted < p.n {
+	for generated < p.gen {
 		k, fin, err := src.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -213,17 +227,22 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 			return // no [DONE]: the client sees a cut stream
 		}
 		generated += k
-		if fin || generated > p.n {
-			generated = p.n
+		if fin || generated > p.gen {
+			generated = p.gen
 		}
-		for emitted < generated && (generated-emitted >= tpc || generated == p.n) {
+		// The EOS of a natural stop is generated but not sent.
+		visible := min(generated, p.n)
+		for emitted < visible && (visible-emitted >= tpc || visible == p.n) {
 			if !started {
 				h := w.Header()
 				h.Set("Content-Type", "text/event-stream")
 				h.Set("Cache-Control", "no-cache")
+				if s.opts.CloseAfterStream {
+					s.closeAfterResponse(r)
+				}
 				w.WriteHeader(http.StatusOK)
 				started = true
-				if st.chat {
+				if st.chat && !st.roleEvery {
 					// Written with the first token, in one flush: a client
 					// cannot see the role before the first token.
 					buf = st.roleChunk(buf, usage(0))
@@ -242,6 +261,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 					src.Cancel()
 					s.wait(ctx)
 					return
+				case "error-event":
+					// An error object in the 200 stream, then a clean end
+					// of the body: no finish_reason, no usage, no [DONE].
+					buf = errorEvent(buf)
+					emit()
+					s.logf("request %d: injected error event after %d tokens", p.index, emitted)
+					src.Cancel()
+					return
 				case "malformed":
 					if !malformed {
 						s.logf("request %d: injected malformed event after %d tokens", p.index, emitted)
@@ -250,7 +277,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 					}
 				}
 			}
-			c := min(tpc, generated-emitted)
+			c := min(tpc, visible-emitted)
 			buf = st.textChunk(buf, p.text(emitted, c), usage(emitted+c))
 			emitted += c
 			emit()
@@ -262,10 +289,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 			}
 		}
 	}
-	buf = st.finishChunk(buf, p.reason, usage(p.n))
+	if s.eng == nil {
+		s.fhGenTotal.Add(uint64(p.gen - p.n)) // the unsent EOS
+	}
+	buf = st.finishChunk(buf, p.reason, usage(p.gen))
 	emit()
 	if req.IncludeUsage {
-		buf = st.usageChunk(buf, p.n)
+		buf = st.usageChunk(buf, p.gen)
 		emit()
 	}
 	buf = append(buf, doneEvent...)
@@ -281,7 +311,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *st
 		s.wait(ctx)
 		return
 	}
-	for generated := 0; generated < p.n; {
+	for generated := 0; generated < p.gen; {
 		k, fin, err := src.Next(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -291,15 +321,23 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *st
 		}
 		generated += k
 		if fin {
-			generated = p.n
+			generated = p.gen
 		}
 	}
 	if s.eng == nil {
-		s.fhGenTotal.Add(uint64(p.n))
+		s.fhGenTotal.Add(uint64(p.gen))
 	}
-	body := st.fullResponse(nil, p.text(0, p.n), p.reason, p.n)
+	body := st.fullResponse(nil, p.text(0, p.n), p.reason, p.gen)
 	w.Header().Set("Content-Type", "application/json")
 	switch p.fail {
+	case "error-event":
+		// Without a stream llama-server answers such a failure with 500.
+		s.logf("request %d: injected error (500, llama-server's body)", p.index)
+		b := append(errorObject(nil), '\n')
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(b)
+		return
 	case "malformed":
 		s.logf("request %d: injected malformed body", p.index)
 		body = body[:len(body)/2]

@@ -57,6 +57,9 @@ type stream struct {
 	created int64
 	model   []byte // JSON string
 	prompt  int    // prompt tokens
+	// roleEvery repeats "role":"assistant" in every delta and sends no
+	// role-only chunk (ollama's shape; Options.RoleInEveryDelta).
+	roleEvery bool
 }
 
 // head appends the fields every chunk opens with.
@@ -104,7 +107,11 @@ func (st *stream) roleChunk(b []byte, usage int) []byte {
 func (st *stream) textChunk(b []byte, text string, usage int) []byte {
 	b = st.head(b)
 	if st.chat {
-		b = append(b, `,"choices":[{"index":0,"delta":{"content":`...)
+		if st.roleEvery {
+			b = append(b, `,"choices":[{"index":0,"delta":{"role":"assistant","content":`...)
+		} else {
+			b = append(b, `,"choices":[{"index":0,"delta":{"content":`...)
+		}
 		b = appendJSONString(b, text)
 		b = append(b, `},"logprobs":null,"finish_reason":null}]`...)
 	} else {
@@ -118,7 +125,9 @@ func (st *stream) textChunk(b []byte, text string, usage int) []byte {
 // finishChunk is the event with an empty delta (or text) and the finish reason.
 func (st *stream) finishChunk(b []byte, reason string, usage int) []byte {
 	b = st.head(b)
-	if st.chat {
+	if st.chat && st.roleEvery {
+		b = append(b, `,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":"`...)
+	} else if st.chat {
 		b = append(b, `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"`...)
 	} else {
 		b = append(b, `,"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"`...)
@@ -137,6 +146,25 @@ func (st *stream) usageChunk(b []byte, completion int) []byte {
 
 // doneEvent ends every successful stream.
 const doneEvent = "data: [DONE]\n\n"
+
+// errorEvent appends the injected error object inside a 200 stream, as
+// llama-server sends it when the output breaks its parser:
+// data: {"error":{"code":500,"message":…,"type":"server_error"}}.
+func errorEvent(b []byte) []byte {
+	b = append(b, "data: "...)
+	b = errorObject(b)
+	return append(b, "\n\n"...)
+}
+
+// errorObject is llama-server's error body, {"error":{"code":500,…}}.
+func errorObject(b []byte) []byte {
+	b = append(b, `{"error":{"code":500,"message":`...)
+	b = appendJSONString(b, errorEventMessage)
+	return append(b, `,"type":"server_error"}}`...)
+}
+
+// errorEventMessage is the message of an injected error event.
+const errorEventMessage = "simulated failure: the server could not parse the model output"
 
 // malformedEvent is the injected event that is not JSON.
 const malformedEvent = "data: {\"id\":\"simulated-malformed-event\",\"choices\":[{\"delta\":\n\n"

@@ -53,6 +53,7 @@ func Serve(s *Server, ln net.Listener) *Running {
 		},
 		served: make(chan error, 1),
 	}
+	s.ConfigureHTTP(r.hs)
 	go func() { r.served <- r.hs.Serve(ln) }()
 	return r
 }

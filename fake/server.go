@@ -23,15 +23,28 @@
 // chunk carries the cumulative usage. /v1/completions streams the same way
 // with text_completion objects and no role chunk.
 //
+// With Options.RoleInEveryDelta (--role-in-every-delta) a chat stream has
+// ollama's shape instead: no role-only chunk; every content chunk's delta
+// is {"role":"assistant","content":…}; the finish chunk's delta is
+// {"role":"assistant","content":""}; then the usage chunk (choices [],
+// when include_usage) and [DONE].
+//
 // # Output length
 //
 // The output limit is max_completion_tokens, else max_tokens, else the
-// configuration's DefaultTokens. With ignore_eos true, or min_tokens equal
-// to the limit, exactly the limit is generated. Otherwise the simulated EOS
-// comes at a natural length drawn uniformly from [max(min_tokens,1), limit]
-// by a hash of Options.Seed and the request's index, so the same requests in
-// the same order get the same lengths. finish_reason is "length" when the
-// output reached the limit and "stop" otherwise.
+// configuration's DefaultTokens (the command's --tokens). By default every
+// request generates exactly its limit, finish_reason "length", as if
+// ignore_eos were set: lengths are what the client asked for.
+//
+// With Options.NaturalStop (--natural-stop) the model has an EOS: unless
+// ignore_eos is true or min_tokens equals the limit, the simulated EOS comes
+// at a natural length n drawn uniformly from [max(min_tokens,1), limit] by a
+// hash of Options.Seed and the request's index, so the same requests in the
+// same order get the same lengths. When n is below the limit the finish
+// reason is "stop", and the EOS is one more generated token (one more engine
+// step) that is never sent but is counted: usage.completion_tokens is n + 1,
+// the content tokens plus the EOS, as llama-server reports it. When n
+// reaches the limit the reason is "length" and completion_tokens is n.
 //
 // Prompt tokens are estimated, never tokenized: see EstimatePromptTokens
 // (chat) and ceil(bytes/4) for a completions prompt.
@@ -46,7 +59,31 @@
 // output tokens; "hang" sends about half of them (a stream) or nothing (no
 // stream) and then stays silent until the client leaves or the server
 // closes; "malformed" sends a data line that is not JSON in place of the
-// next chunk (a stream; the rest follows normally) or a non-JSON body.
+// next chunk (a stream; the rest follows normally) or a non-JSON body;
+// "error-event" is llama-server's failure when the output breaks its
+// parser: inside the HTTP 200 stream, after about half of the output
+// tokens (at once when the output is one token), the event
+//
+//	data: {"error":{"code":500,"message":"simulated failure: …","type":"server_error"}}
+//
+// and then the body ends cleanly with no finish_reason, no usage and no
+// [DONE]; without a stream it is HTTP 500 with that object as the body.
+// ErrorRate 1 with a single kind injects it into every request.
+//
+// # Connections
+//
+// By default connections are kept alive as net/http does. With
+// Options.CloseAfterStream (--close-after-stream) the server has
+// llama-server's keep-alive bug: every response carries "Connection:
+// keep-alive" and "Keep-Alive: timeout=5, max=100" (never "Connection:
+// close"), yet a connection that carried a streamed response is closed
+// 1 ms after it goes idle, or at once, without an answer, when the client's
+// next request on it arrives first. Go's http.Transport reuses such a
+// connection at once for a sequential request, so that POST fails with
+// "EOF" (not retried: a POST is not idempotent); a client that waits a
+// moment sees the close and dials anew. Non-streamed responses keep the
+// connection. The behaviour needs the http.Server hooks of
+// Server.ConfigureHTTP, which Start and Serve install.
 //
 // # Firehose
 //
@@ -74,10 +111,12 @@
 package fake
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,8 +148,31 @@ type Options struct {
 	// (see the package doc). Default: 0.
 	ErrorRate float64
 	// ErrorKinds are the failures to inject, from "429", "500", "cut",
-	// "hang" and "malformed". Required when ErrorRate > 0.
+	// "hang", "malformed" and "error-event". Required when ErrorRate > 0.
+	// ErrorRate 1 with one kind injects that failure into every request.
 	ErrorKinds []string
+	// NaturalStop simulates the model's EOS: a request without ignore_eos
+	// (and with min_tokens below its limit) stops at a natural length drawn
+	// in [max(min_tokens, 1), limit], with finish_reason "stop", and its
+	// usage.completion_tokens counts the EOS token that is generated but
+	// never sent (content tokens + 1, as llama-server reports). Default
+	// (false): every request generates exactly its output limit, so
+	// --tokens N gives N tokens.
+	NaturalStop bool
+	// RoleInEveryDelta shapes chat streams like ollama's: no role-only
+	// chunk, every delta {"role":"assistant","content":…}, and a finish
+	// chunk whose delta is {"role":"assistant","content":""}. Default:
+	// vLLM's shape (one role chunk, then content-only deltas).
+	RoleInEveryDelta bool
+	// CloseAfterStream reproduces llama-server's keep-alive bug: every
+	// response advertises "Connection: keep-alive" and "Keep-Alive:
+	// timeout=5, max=100", but after a streamed response completes the
+	// server closes the TCP connection. A client that reuses it (Go's
+	// http.Transport does) sees its next request fail with no response.
+	// Non-streamed responses keep the connection. It needs the connection
+	// hooks of ConfigureHTTP (Start and Serve install them); without them
+	// every completion request gets 500 saying so. Default: false.
+	CloseAfterStream bool
 	// Seed makes failure injection, natural output lengths and filler text
 	// deterministic. Default: 0 (a valid seed).
 	Seed int64
@@ -120,7 +182,7 @@ type Options struct {
 }
 
 // errorKinds are the valid Options.ErrorKinds.
-var errorKinds = []string{"429", "500", "cut", "hang", "malformed"}
+var errorKinds = []string{"429", "500", "cut", "hang", "malformed", "error-event"}
 
 // Server is the simulated engine's HTTP front end. Create it with NewServer
 // and release it with Close.
@@ -130,6 +192,8 @@ type Server struct {
 	eng       *sim.Engine // nil for the firehose
 	mux       *http.ServeMux
 	modelJSON []byte // opts.Model as a JSON string
+
+	closer connCloser // CloseAfterStream's connections; see ConfigureHTTP
 
 	reqs      atomic.Uint64 // well-formed completion requests so far
 	done      chan struct{} // closed by Close
@@ -182,6 +246,7 @@ func NewServer(cfg sim.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fake: model name %q: %w", opts.Model, err)
 	}
 	s := &Server{cfg: cfg, opts: opts, modelJSON: mj, done: make(chan struct{})}
+	s.closer = connCloser{doomed: map[net.Conn]bool{}, timers: map[net.Conn]*time.Timer{}, aborted: map[net.Conn]bool{}}
 	if !cfg.Firehose() {
 		if s.eng, err = sim.NewEngine(cfg); err != nil {
 			return nil, fmt.Errorf("fake: starting the engine: %w", err)
@@ -199,12 +264,119 @@ func NewServer(cfg sim.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler.
+// Handler returns the server's HTTP handler. With Options.CloseAfterStream
+// it needs the hooks of ConfigureHTTP on the http.Server that serves it.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(SimulatedHeader, "true")
+		if s.opts.CloseAfterStream {
+			if s.abortedConn(r) {
+				// The connection is closed: no response, no work.
+				panic(http.ErrAbortHandler)
+			}
+			// llama-server (cpp-httplib) advertises keep-alive on every
+			// response, including the streams after which it closes.
+			w.Header().Set("Connection", "keep-alive")
+			w.Header().Set("Keep-Alive", "timeout=5, max=100")
+		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// connKey is the context key of the request's net.Conn (ConfigureHTTP).
+type connKey struct{}
+
+// closeDelay is how long after a streamed response a CloseAfterStream
+// connection stays open while idle. Go's http.Transport hands the
+// connection to the next request within microseconds, before its reader
+// notices a close, so a client that sends at once writes its request and
+// then sees the connection close; one that waits longer notices the close
+// and dials anew. That is the race a keep-alive server that closes after
+// its streams sets up; the delay makes it go the client's way only when
+// the client is not in a hurry.
+const closeDelay = time.Millisecond
+
+// connCloser is the per-connection state of CloseAfterStream.
+type connCloser struct {
+	mu      sync.Mutex
+	doomed  map[net.Conn]bool        // a streamed response is in progress or done on it
+	timers  map[net.Conn]*time.Timer // idle after a stream: closing after closeDelay
+	aborted map[net.Conn]bool        // closed when its next request arrived
+}
+
+// ConfigureHTTP installs on hs the connection hooks that
+// Options.CloseAfterStream needs, keeping any hooks hs already has:
+// ConnContext remembers each request's net.Conn; ConnState closes a
+// connection closeDelay (1 ms) after it goes idle following a streamed
+// response, or at once when its next request arrives first, and that
+// request then gets no response. Start and Serve call it; call it yourself
+// before hs serves when you serve Handler with your own http.Server (with
+// httptest: NewUnstartedServer, ConfigureHTTP(ts.Config), Start). It does
+// nothing when CloseAfterStream is off.
+func (s *Server) ConfigureHTTP(hs *http.Server) {
+	if !s.opts.CloseAfterStream {
+		return
+	}
+	cc := &s.closer
+	prevCtx, prevState := hs.ConnContext, hs.ConnState
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prevCtx != nil {
+			ctx = prevCtx(ctx, c)
+		}
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	hs.ConnState = func(c net.Conn, st http.ConnState) {
+		if prevState != nil {
+			prevState(c, st)
+		}
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		switch st {
+		case http.StateIdle:
+			if cc.doomed[c] {
+				delete(cc.doomed, c)
+				cc.timers[c] = time.AfterFunc(closeDelay, func() { _ = c.Close() })
+			}
+		case http.StateActive:
+			if t, ok := cc.timers[c]; ok {
+				// The client reused the connection first: close it under
+				// the request it has written.
+				t.Stop()
+				delete(cc.timers, c)
+				cc.aborted[c] = true
+				_ = c.Close()
+			}
+		case http.StateClosed, http.StateHijacked:
+			if t, ok := cc.timers[c]; ok {
+				t.Stop()
+			}
+			delete(cc.doomed, c)
+			delete(cc.timers, c)
+			delete(cc.aborted, c)
+		}
+	}
+}
+
+// closeAfterResponse marks the request's connection to be closed after this
+// response (CloseAfterStream).
+func (s *Server) closeAfterResponse(r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		s.closer.mu.Lock()
+		s.closer.doomed[c] = true
+		s.closer.mu.Unlock()
+	}
+}
+
+// abortedConn reports whether r arrived on a connection CloseAfterStream
+// has closed under it.
+func (s *Server) abortedConn(r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(net.Conn)
+	if !ok {
+		return false
+	}
+	s.closer.mu.Lock()
+	defer s.closer.mu.Unlock()
+	return s.closer.aborted[c]
 }
 
 // SimulatedHeader is set on every response, so a client that reaches this

@@ -59,19 +59,26 @@ var createdRE = regexp.MustCompile(`"created":\d+`)
 func TestStreamGolden(t *testing.T) {
 	tests := []struct {
 		name, path, body string
+		opts             Options // Seed 7 is added
 	}{
 		// Chat, 3 tokens, include_usage: role, 3 contents, finish, usage, [DONE].
-		{"chat_usage", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`},
+		{"chat_usage", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{}},
 		// Chat, continuous usage: usage on every chunk.
-		{"chat_continuous", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"min_tokens":2,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`},
+		{"chat_continuous", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"min_tokens":2,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, Options{}},
 		// Chat without usage: no usage chunk.
-		{"chat_plain", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"ignore_eos":true,"stream":true}`},
+		{"chat_plain", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"ignore_eos":true,"stream":true}`, Options{}},
 		// Text completion: no role chunk, text_completion objects.
-		{"completion_usage", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`},
+		{"completion_usage", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{}},
+		// ollama's shape: no role chunk, the role in every delta and in the
+		// finish chunk's empty delta, then usage with choices [] and [DONE].
+		{"chat_role_every_delta", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}}`, Options{RoleInEveryDelta: true}},
+		// The same flag changes nothing in a text completion.
+		{"completion_role_every_delta", "/v1/completions", `{"model":"fake-model","prompt":"hi","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, Options{RoleInEveryDelta: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 7})
+			tt.opts.Seed = 7
+			_, ts := newTest(t, firehoseCfg(t), tt.opts)
 			resp := post(t, context.Background(), ts.URL+tt.path, tt.body)
 			require.Equal(t, 200, resp.StatusCode)
 			assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
@@ -229,47 +236,58 @@ func TestTokensPerChunk(t *testing.T) {
 	}
 }
 
-// streamLen streams one request and returns its content tokens (words) and
-// finish reason.
-func streamLen(t testing.TB, url, extra string) (int, string) {
+// streamLen streams one request and returns its content tokens (words),
+// usage.completion_tokens and finish reason.
+func streamLen(t testing.TB, url, extra string) (words, completion int, reason string) {
 	t.Helper()
 	resp := post(t, context.Background(), url+"/v1/chat/completions",
 		`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}`+extra+`}`)
 	require.Equal(t, 200, resp.StatusCode)
 	cs := decodeChunks(t, events(t, readAll(t, resp)))
-	words := 0
 	for _, c := range cs[1 : len(cs)-2] {
 		words += len(strings.Fields(*c.Choices[0].Delta.Content))
 	}
-	require.Equal(t, words, cs[len(cs)-1].Usage.Completion, "usage must match the content")
-	return words, *cs[len(cs)-2].Choices[0].FinishReason
+	return words, cs[len(cs)-1].Usage.Completion, *cs[len(cs)-2].Choices[0].FinishReason
 }
 
+// TestOutputLength checks the output lengths, finish reasons and
+// completion_tokens with and without Options.NaturalStop. On the old code
+// the "no limit" and "limit without ignore_eos" rows failed (a request
+// without ignore_eos stopped early at a natural EOS: 52, 101, 99 tokens of
+// --tokens 128), and the natural-stop rows failed because
+// completion_tokens did not count the EOS.
 func TestOutputLength(t *testing.T) {
 	tests := []struct {
 		name    string
+		natural bool // Options.NaturalStop
 		extra   string
-		lo, hi  int    // allowed length
+		lo, hi  int    // allowed content length
 		reason  string // "" when either may occur
 		fixedOK bool   // the length is exact
 	}{
 		// ignore_eos: exactly max_tokens, "length".
-		{"ignore_eos", `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
+		{"ignore_eos", false, `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
 		// min_tokens = max_tokens: exact too (how Friendli is asked).
-		{"min=max", `,"max_tokens":9,"min_tokens":9`, 9, 9, "length", true},
+		{"min=max", false, `,"max_tokens":9,"min_tokens":9`, 9, 9, "length", true},
 		// max_completion_tokens wins over max_tokens.
-		{"max_completion_tokens", `,"max_completion_tokens":4,"max_tokens":50,"ignore_eos":true`, 4, 4, "length", true},
-		// No limit: the configured default (16).
-		{"default", `,"ignore_eos":true`, 16, 16, "length", true},
-		// A natural stop between min_tokens and the limit.
-		{"natural stop", `,"max_tokens":40,"min_tokens":10`, 10, 40, "", false},
+		{"max_completion_tokens", false, `,"max_completion_tokens":4,"max_tokens":50,"ignore_eos":true`, 4, 4, "length", true},
+		// No limit and no ignore_eos: exactly the configured default (16).
+		{"no limit", false, ``, 16, 16, "length", true},
+		// A limit without ignore_eos: exactly the limit, no EOS by default.
+		{"limit without ignore_eos", false, `,"max_tokens":40,"min_tokens":10`, 40, 40, "length", true},
+		// NaturalStop: a natural stop between min_tokens and the limit.
+		{"natural stop", true, `,"max_tokens":40,"min_tokens":10`, 10, 40, "", false},
+		// NaturalStop without a limit: natural lengths up to the default.
+		{"natural stop, no limit", true, ``, 1, 16, "", false},
+		// NaturalStop yields to ignore_eos.
+		{"natural stop, ignore_eos", true, `,"max_tokens":7,"ignore_eos":true`, 7, 7, "length", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 3})
+			_, ts := newTest(t, firehoseCfg(t), Options{Seed: 3, NaturalStop: tt.natural})
 			seen := map[int]bool{}
 			for range 20 {
-				n, reason := streamLen(t, ts.URL, tt.extra)
+				n, completion, reason := streamLen(t, ts.URL, tt.extra)
 				assert.GreaterOrEqual(t, n, tt.lo)
 				assert.LessOrEqual(t, n, tt.hi)
 				if tt.reason != "" {
@@ -278,6 +296,11 @@ func TestOutputLength(t *testing.T) {
 					assert.Equal(t, "stop", reason)
 				} else {
 					assert.Equal(t, "length", reason)
+				}
+				if reason == "stop" {
+					assert.Equal(t, n+1, completion, "completion_tokens counts the unsent EOS")
+				} else {
+					assert.Equal(t, n, completion, "usage must match the content")
 				}
 				seen[n] = true
 			}
@@ -288,7 +311,7 @@ func TestOutputLength(t *testing.T) {
 	}
 	// The same seed and order give the same lengths and text.
 	run := func(seed int64) string {
-		_, ts := newTest(t, firehoseCfg(t), Options{Seed: seed})
+		_, ts := newTest(t, firehoseCfg(t), Options{Seed: seed, NaturalStop: true})
 		var b strings.Builder
 		for range 10 {
 			resp := post(t, context.Background(), ts.URL+"/v1/completions", `{"model":"fake-model","prompt":"x","max_tokens":30}`)
@@ -299,6 +322,41 @@ func TestOutputLength(t *testing.T) {
 	}
 	assert.Equal(t, run(5), run(5), "same seed, same outputs")
 	assert.NotEqual(t, run(5), run(6), "another seed, other outputs")
+}
+
+// TestNaturalStopGeneratesTheEOS checks, on a real engine and without
+// streaming, that a natural stop's EOS is a generated token: the engine
+// counts content + 1 tokens per stopped request, and usage says the same.
+func TestNaturalStopGeneratesTheEOS(t *testing.T) {
+	s, ts := newTest(t, fastCfg(t), Options{Seed: 3, NaturalStop: true})
+	total, stops := 0, 0
+	for range 8 {
+		resp := post(t, context.Background(), ts.URL+"/v1/chat/completions",
+			`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":12}`)
+		require.Equal(t, 200, resp.StatusCode)
+		var r struct {
+			Choices []struct {
+				Message      struct{ Content string } `json:"message"`
+				FinishReason string                   `json:"finish_reason"`
+			} `json:"choices"`
+			Usage struct {
+				Completion int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		require.NoError(t, json.Unmarshal(readAll(t, resp), &r))
+		require.Len(t, r.Choices, 1)
+		words := len(strings.Fields(r.Choices[0].Message.Content))
+		if r.Choices[0].FinishReason == "stop" {
+			stops++
+			assert.Equal(t, words+1, r.Usage.Completion)
+		} else {
+			assert.Equal(t, 12, words)
+			assert.Equal(t, 12, r.Usage.Completion)
+		}
+		total += r.Usage.Completion
+	}
+	require.Positive(t, stops, "seed 3 should give natural stops")
+	assert.EqualValues(t, total, s.Engine().Stats().GenerationTokensTotal, "the engine generated every counted token, EOS included")
 }
 
 // outcome classifies one request's result for the failure-injection tests.
@@ -350,6 +408,8 @@ func TestFailureInjection(t *testing.T) {
 		{"hang", "hang"},
 		// malformed: one data line that is not JSON, then the stream ends normally.
 		{"malformed", "malformed"},
+		// error-event: an error object in the 200 stream, then no [DONE].
+		{"error-event", "no-done"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
@@ -397,6 +457,51 @@ func TestFailureInjection(t *testing.T) {
 				assert.False(t, json.Valid(body))
 			}
 		}
+	})
+}
+
+// TestErrorEvent pins llama-server's in-stream error: content chunks, then
+// data: {"error":{"code":500,…,"type":"server_error"}}, then the end of a
+// clean HTTP 200 body with no finish_reason, no usage and no [DONE]; and
+// HTTP 500 with the same object without a stream. On the old code
+// "error-event" was an unknown kind and NewServer refused it.
+func TestErrorEvent(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		contents int // content chunks before the error event
+	}{
+		// Half of 8 tokens, then the error, with include_usage asked for.
+		{"after content", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":8,"stream":true,"stream_options":{"include_usage":true}}`, 4},
+		// A one-token output fails at once: the role chunk, then the error.
+		{"at once", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":1,"stream":true}`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, ts := newTest(t, fastCfg(t), Options{ErrorRate: 1, ErrorKinds: []string{"error-event"}})
+			for i := range 3 { // every request, deterministically
+				resp := post(t, context.Background(), ts.URL+"/v1/chat/completions", tt.body)
+				require.Equal(t, 200, resp.StatusCode)
+				evs := events(t, readAll(t, resp)) // the body ends cleanly
+				require.Len(t, evs, 1+tt.contents+1, "request %d: role, contents, error: %q", i, evs)
+				for _, e := range evs[:len(evs)-1] {
+					var c chunk
+					require.NoError(t, json.Unmarshal([]byte(e), &c))
+					require.Len(t, c.Choices, 1)
+					assert.Nil(t, c.Choices[0].FinishReason, "no finish_reason before the error")
+					assert.Nil(t, c.Usage)
+				}
+				assert.JSONEq(t, `{"error":{"code":500,"message":"simulated failure: the server could not parse the model output","type":"server_error"}}`, evs[len(evs)-1])
+			}
+			eventually(t, "the failed sequences to be freed", func() bool { return s.Engine().Stats().Running == 0 })
+		})
+	}
+	t.Run("non-stream", func(t *testing.T) {
+		_, ts := newTest(t, firehoseCfg(t), Options{ErrorRate: 1, ErrorKinds: []string{"error-event"}})
+		resp := post(t, context.Background(), ts.URL+"/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"x"}],"max_tokens":8}`)
+		assert.Equal(t, 500, resp.StatusCode)
+		assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		assert.JSONEq(t, `{"error":{"code":500,"message":"simulated failure: the server could not parse the model output","type":"server_error"}}`, string(readAll(t, resp)))
 	})
 }
 

@@ -12,8 +12,13 @@
 // sim.Config.ApplyPrototype, and the step-model flags (--step-base-ms, …)
 // override single constants after that. --prefill-ms 0 --per-token-ms 0 is
 // the firehose: every answer as fast as the server can write it. Failure
-// injection: --error-rate 0.1 --error-kinds 429,500,cut,hang,malformed
-// --seed 1. SIGINT or SIGTERM shuts the server down (open streams end).
+// injection: --error-rate 0.1 --error-kinds 429,500,cut,hang,malformed,error-event
+// --seed 1 (--error-rate 1 with one kind fails every request that way).
+// Real engines' quirks are opt-in: --natural-stop (a simulated EOS,
+// counted in completion_tokens like llama-server), --role-in-every-delta
+// (ollama's stream shape), --close-after-stream (llama-server's close of a
+// keep-alive connection after a stream) and --prefix-caching (vLLM's
+// automatic prefix caching over KV blocks). SIGINT or SIGTERM shuts the server down (open streams end).
 package main
 
 import (
@@ -67,14 +72,17 @@ func newFlagSet(stderr io.Writer, st *settings, cfg *sim.Config) *flag.FlagSet {
 	fs.StringVar(&st.preset, "preset", "vllm-like", "step model: "+strings.Join(sim.PresetNames(), ", "))
 	fs.Float64Var(&st.prefillMs, "prefill-ms", 0, "TTFT of an idle engine, ms (prototype flag; re-derives the preset)")
 	fs.Float64Var(&st.perTokenMs, "per-token-ms", 0, "mean gap between tokens on an idle engine, ms (prototype flag; re-derives the preset)")
-	fs.IntVar(&st.tokens, "tokens", 0, "output tokens when a request gives no max_tokens (prototype flag; default: the preset's, 128)")
+	fs.IntVar(&st.tokens, "tokens", 0, "output tokens when a request gives no max_tokens, exactly (prototype flag; default: the preset's, 128)")
+	fs.BoolVar(&st.opts.NaturalStop, "natural-stop", false, "simulate the model's EOS: without ignore_eos a request stops at a natural length ≤ its limit, finish_reason \"stop\", completion_tokens counting the unsent EOS (like llama-server); default: exactly the limit")
 	fs.Int64Var(&st.seed, "seed", 1, "seed of the jitter, failure injection, output lengths and filler text")
 	fs.StringVar(&st.opts.Model, "model", "fake-model", "served model name")
 	fs.StringVar(&st.opts.EngineName, "engine-name", "fake", "label for /v1/models owned_by and the log (e.g. vLLM)")
 	fs.IntVar(&st.opts.TokensPerChunk, "tokens-per-chunk", 1, "tokens per SSE chunk (like speculative decoding)")
 	fs.Int64Var(&st.opts.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body; larger gets 413")
 	fs.Float64Var(&st.opts.ErrorRate, "error-rate", 0, "fraction of requests that fail on purpose, in [0, 1]")
-	fs.StringVar(&st.errorKinds, "error-kinds", "", "comma-separated failures to inject: 429,500,cut,hang,malformed")
+	fs.StringVar(&st.errorKinds, "error-kinds", "", "comma-separated failures to inject: 429,500,cut,hang,malformed,error-event (an error object inside the 200 stream, like llama-server)")
+	fs.BoolVar(&st.opts.CloseAfterStream, "close-after-stream", false, "llama-server's keep-alive bug: advertise \"Connection: keep-alive\" but close the connection after every streamed response (a reusing client's next request fails)")
+	fs.BoolVar(&st.opts.RoleInEveryDelta, "role-in-every-delta", false, "ollama's stream shape: no role chunk, \"role\":\"assistant\" in every delta and in the finish chunk")
 	fs.DurationVar(&st.grace, "shutdown-timeout", 5*time.Second, "how long shutdown waits for handlers")
 	cfg.RegisterFlags(fs)
 	return fs

@@ -71,6 +71,77 @@ func TestRunServes(t *testing.T) {
 	assert.Contains(t, stdout.String(), "shutting down")
 }
 
+// startCmd runs the command with args on a free port and returns its chat
+// URL; it shuts down at cleanup.
+func startCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, &stdout, io.Discard, append([]string{"--port", "0"}, args...)) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	var url string
+	require.Eventually(t, func() bool { url = urlRE.FindString(stdout.String()); return url != "" }, 5*time.Second, 5*time.Millisecond)
+	return url
+}
+
+var completionRE = regexp.MustCompile(`"completion_tokens":(\d+)`)
+
+// TestTokensFlagIsExact sends requests without max_tokens, as curl would, to
+// fake-engine --tokens 128 and expects exactly 128 tokens each. On the old
+// code they stopped at a natural EOS: 52, 101 and 99 tokens.
+func TestTokensFlagIsExact(t *testing.T) {
+	url := startCmd(t, "--prefill-ms", "5", "--per-token-ms", "0.2", "--tokens", "128")
+	for i := range 5 {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}`))
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		m := completionRE.FindStringSubmatch(string(body))
+		require.NotNil(t, m, "request %d: no usage in %s", i, body)
+		assert.Equal(t, "128", m[1], "request %d", i)
+		assert.Equal(t, 128, strings.Count(string(body), `"delta":{"content":`), "request %d: content chunks", i)
+		assert.Contains(t, string(body), `"finish_reason":"length"`)
+	}
+}
+
+// TestCloseAfterStreamFlag checks that the command wires
+// --close-after-stream to the connection hooks: sequential streams on one
+// keep-alive Transport fail when they reuse a connection, and succeed
+// without the flag.
+func TestCloseAfterStreamFlag(t *testing.T) {
+	for _, flagOn := range []bool{true, false} {
+		args := []string{"--prefill-ms", "5", "--per-token-ms", "0.2", "--tokens", "4"}
+		if flagOn {
+			args = append(args, "--close-after-stream")
+		}
+		url := startCmd(t, args...)
+		tr := &http.Transport{}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		failures := 0
+		for range 10 {
+			resp, err := client.Post(url, "application/json", strings.NewReader(`{"model":"fake-model","messages":[{"role":"user","content":"x"}],"stream":true}`))
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if err != nil {
+				failures++
+			}
+		}
+		tr.CloseIdleConnections()
+		if flagOn {
+			assert.Positive(t, failures, "--close-after-stream: reused connections must fail")
+		} else {
+			assert.Zero(t, failures)
+		}
+	}
+}
+
 // TestRunShutsDownHangingStreams checks that shutdown ends an injected hang.
 func TestRunShutsDownHangingStreams(t *testing.T) {
 	var stdout, stderr syncBuffer
