@@ -46,10 +46,15 @@ type Summary struct {
 	OutputTokPerSec        float64 `json:"output_tok_per_s"`
 	TotalTokPerSec         float64 `json:"total_tok_per_s"`
 	FullRunOutputTokPerSec float64 `json:"full_run_output_tok_per_s"`
-	// ReqPerSec is successful requests of any phase completing inside the
-	// window ÷ the window: the population and window of OutputTokPerSec.
-	ReqPerSec float64 `json:"req_per_s"`
-	ErrorRate float64 `json:"error_rate"`
+	// ReqPerSec is the request completion rate over the window, from the
+	// population of OutputTokPerSec (successful requests of any phase): each
+	// request counts by the share of its output tokens that arrived inside
+	// the window, ÷ the window. CompletedInWindow is the plain count of
+	// successful requests that ended inside it (see the package doc for why
+	// the rate does not use it).
+	ReqPerSec         float64 `json:"req_per_s"`
+	CompletedInWindow int     `json:"completed_in_window"`
+	ErrorRate         float64 `json:"error_rate"`
 
 	TTFT       Dist `json:"ttft"`
 	TPOT       Dist `json:"tpot"`
@@ -113,11 +118,14 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 		r := &recs[i]
 		weights := chunkTokens(r)
 		// Throughput inside the window counts every phase and outcome.
+		var in, all float64
 		for j, c := range r.Chunks {
+			all += weights[j]
 			if w.Contains(c.At) {
-				s.OutputTokens += weights[j]
+				in += weights[j]
 			}
 		}
+		s.OutputTokens += in
 		if len(r.Chunks) > 0 && w.Contains(r.Chunks[0].At) {
 			if r.PromptTokens > 0 {
 				s.PromptTokens += float64(r.PromptTokens)
@@ -126,8 +134,19 @@ func Summarize(recs []record.Record, w load.Window) Summary {
 			}
 		}
 
-		if r.Error == record.OK && len(r.Chunks) > 0 && w.Contains(r.Done) {
-			s.ReqPerSec++ // divided by the window below; any phase, as tok/s
+		switch {
+		case r.Error == record.OK && all > 0:
+			// A successful request counts by the share of its output that
+			// arrived in the window (divided by the window below).
+			s.ReqPerSec += in / all
+			if w.Contains(r.Done) {
+				s.CompletedInWindow++
+			}
+		case r.Error == record.Canceled && r.RequestedTokens > 0:
+			// Cancelled by the harness (the cooldown ends after the window):
+			// the engine was serving it normally; the share it completed in
+			// the window is of the length it was asked for.
+			s.ReqPerSec += min(in/float64(r.RequestedTokens), 1)
 		}
 
 		if r.Phase != record.Measured {

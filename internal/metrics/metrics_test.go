@@ -284,11 +284,11 @@ func TestSummarize(t *testing.T) {
 			},
 		},
 		{
-			// req/s counts what tok/s counts: successes of any phase ending in
-			// the window. A warm-up and a cooldown request end inside it (both
-			// count), a measured one ends after it (does not), and a failed
-			// one ends inside it (does not: a failure is not throughput). The
-			// old definition (measured only) gave 0 here.
+			// req/s counts what tok/s counts: successes of any phase, each by
+			// the share of its tokens inside the window. A warm-up and a
+			// cooldown request lie inside it (1 each), a measured one straddles
+			// its end (½), and a failed one does not count (a failure is not
+			// throughput). The old definition (measured ending inside) gave 0.
 			name: "req/s over the population of tok/s",
 			recs: func() []record.Record {
 				wu := measured(0, chunks(100, 1, 200, 1), 2)
@@ -302,7 +302,10 @@ func TestSummarize(t *testing.T) {
 			}(),
 			window: wide,
 			check: func(t *testing.T, s Summary) {
-				assert.InDelta(t, 2.0, s.ReqPerSec, 1e-9)
+				// Two whole successes and half of the late one (one of its two
+				// tokens arrived in the window); the failure does not count.
+				assert.InDelta(t, 2.5, s.ReqPerSec, 1e-9)
+				assert.Equal(t, 2, s.CompletedInWindow)
 				assert.InDelta(t, 6.0, s.OutputTokPerSec, 1e-9, "six tokens arrive in the window, the late and the cut requests' included")
 			},
 		},

@@ -188,9 +188,11 @@ func TestSuiteAgreesWithTheModel(t *testing.T) {
 		for _, u := range []string{"tok/s-vs-model", "req/s-vs-model", "ttft-vs-model", "itl-vs-model"} {
 			assert.InDelta(t, 1, byUnit[u], 0.10, "concurrency %d: %s", c, u)
 		}
-		// req/s and tok/s count the same requests over the same window; the
-		// old req/s (measured requests only) was low by about N/(N+C−1).
-		assert.InEpsilon(t, byUnit["tok/s"], byUnit["req/s"]*float64(o.OutputTokens), 0.05, "concurrency %d: req/s × output tokens vs tok/s", c)
+		// req/s and tok/s count the same requests over the same window (with
+		// no failures and a fixed length they agree by construction; the old
+		// req/s, measured requests only, was low by about N/(N+C−1), and
+		// req/s-vs-model above is the check that can fail).
+		assert.InEpsilon(t, byUnit["tok/s"], byUnit["req/s"]*float64(o.OutputTokens), 0.01, "concurrency %d: req/s × output tokens vs tok/s", c)
 		assert.InEpsilon(t, 1e9/byUnit["req/s"], byUnit["ns/op"], 1e-9, "ns/op is 1/req/s")
 	}
 }
