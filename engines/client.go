@@ -161,6 +161,23 @@ func newTransport(concurrency int, insecure bool) *http.Transport {
 	}
 }
 
+// NewConnectionPerRequest makes every later request go out on a connection
+// of its own, dialled for it and closed after it: for a server that closes
+// each connection after a streamed response while advertising keep-alive
+// (the preflight's Conformance.KeepAlive is ClosedByServer). Reusing its
+// connections would lose the first write of many requests to a dead
+// connection and retry them; a new connection per request is what such a
+// server gets from any client, and its set-up shows in every record
+// (NewConn, Dial, GotConn). It does nothing when Options.Transport was
+// given. Like SetModel, it must not be called concurrently with Do.
+func (c *Client) NewConnectionPerRequest() {
+	if c.fresh == nil {
+		return
+	}
+	c.tr.CloseIdleConnections()
+	c.hc = c.fresh
+}
+
 // Engine returns the engine the client talks to.
 func (c *Client) Engine() Engine { return c.engine }
 

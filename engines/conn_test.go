@@ -120,6 +120,26 @@ func TestDeadKeepAliveConnectionIsRetried(t *testing.T) {
 	}
 }
 
+// TestNewConnectionPerRequest checks that a client told the server closes
+// its connections (NewConnectionPerRequest) dials one per request and loses
+// no write to a dead one: zero retries where the same server, reused,
+// makes every other request fail its first attempt.
+func TestNewConnectionPerRequest(t *testing.T) {
+	srv, conns := closingServer(t, llamaStream, 20*time.Millisecond)
+	c := newClient(t, srv.URL, OpenAI, Options{Concurrency: 1, RequestTimeout: 10 * time.Second})
+	c.NewConnectionPerRequest()
+	const n = 20
+	for i := range n {
+		var r record.Record
+		c.Do(t.Context(), Request{Messages: oneMsg}, &r)
+		require.Equal(t, record.OK, r.Error, "request %d: %s", i, r.Message)
+		assert.False(t, r.Retried, "request %d was retried", i)
+		assert.True(t, r.NewConn, "request %d", i)
+		assert.False(t, r.ConnReused, "request %d", i)
+	}
+	assert.Equal(t, int64(n), conns.Load(), "one connection per request")
+}
+
 // reuseServer serves a first request honestly on a kept-alive connection
 // and hands every later request to then (n counts requests from 1).
 func reuseServer(t *testing.T, then func(n int, w http.ResponseWriter, r *http.Request)) (*httptest.Server, *atomic.Int64, *atomic.Int64) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/inferbench/inferbench/fake"
 	"github.com/inferbench/inferbench/fake/sim"
+	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
 )
 
@@ -234,4 +235,32 @@ func TestPromptsNeverRepeat(t *testing.T) {
 	}
 	assert.Equal(t, []int{0, seqBlock, 2 * seqBlock}, first["sim-vllm-like"])
 	assert.Equal(t, first["sim-vllm-like"], first["sim-friendli-like"], "every engine walks the same seqs")
+}
+
+// TestClosingServerLosesNothing runs the suite against a simulated engine
+// that closes every connection after a stream while advertising keep-alive
+// (llama-server's behaviour, fake.Options.CloseAfterStream) at concurrency
+// 1 and 8: no request fails, none needs a retry (the preflight sees the
+// closes and the client dials per request), and the header says so. The
+// old client lost 12–38 % of requests to dead reused connections.
+func TestClosingServerLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few seconds of load")
+	}
+	r := startFake(t, "friendli-like", fake.Options{CloseAfterStream: true})
+	o := testOptions(t, "llama="+r.URL())
+	o.Concurrency = "1,8"
+	s, err := New(context.Background(), o)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Contains(t, string(s.Header()), "closed by the server after the stream")
+	for _, c := range []int{1, 8} {
+		lv := runLevel(s, s.engines[0], c, 24)
+		require.NoError(t, lv.err())
+		assert.Zero(t, lv.Summary.Failed, "concurrency %d: %s", c, metrics.ErrorSummary(lv.Summary))
+		assert.Zero(t, lv.Summary.Retried, "concurrency %d", c)
+	}
+	for _, rec := range readRecords(t, s.jsonlPath("llama")) {
+		assert.True(t, rec.NewConn, "seq %d: a connection of its own", rec.Seq)
+	}
 }

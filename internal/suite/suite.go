@@ -432,6 +432,10 @@ func (s *Suite) preflightOne(ctx context.Context, e *Engine, calibrate bool) err
 	for _, l := range probe.Conformance.Lines() {
 		e.conformance = append(e.conformance, "conformance "+e.name+": "+l)
 	}
+	if probe.Conformance.KeepAlive == engines.ClosedByServer {
+		e.client.NewConnectionPerRequest()
+		e.conformance = append(e.conformance, "inferbench "+e.name+": the server closes every connection after a stream, so every request gets a new connection (its set-up is in each record: new_conn, dial_ns, got_conn_ns)")
+	}
 	e.probeNote = strings.TrimSpace(fmt.Sprintf("preflight: prompt_tokens=%d output_tokens=%d (%s) ttft=%v e2e=%v continuous-usage=%t %s",
 		probe.Record.PromptTokens, probe.Record.OutputTokens, probe.Record.TokenSource,
 		ttftOf(&probe.Record), e.probeE2E, probe.ContinuousUsage, strings.Join(append(retried, probe.Warnings...), "; ")))
