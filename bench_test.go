@@ -53,6 +53,29 @@ var (
 		"draw throughput.png, latency.png and pareto.png into -out after the run")
 )
 
+// Open loop, SLOs and capacity (issue 15).
+var (
+	flagRate = flag.String("rate", "",
+		"comma-separated open-loop arrival rates in requests/s (sub-benchmarks rate=R; without -concurrency, only these run)")
+	flagArrival = flag.String("arrival", "poisson",
+		"open-loop arrival process: poisson, gamma:CV (CV of the gaps; 1 is Poisson) or constant")
+	flagMaxConcurrency = flag.Int("max-concurrency", suite.DefaultMaxConcurrency,
+		"cap on an open loop's requests in flight; arrivals beyond it wait, and the wait counts in latency from the intended send")
+	flagSLO = flag.String("slo", "",
+		"service-level objective, e.g. ttft-p99=2s,tpot-p99=100ms or mlperf-server:llama3.1-8b: adds goodput-req/s, slo-good/op, slo-met to every line and enables BenchmarkCapacity")
+	flagCapacityRepeats = flag.Int("capacity-repeats", suite.DefaultCapacityRepeats,
+		"BenchmarkCapacity: samples at each rate near the boundary, all of which must meet -slo")
+)
+
+// concurrencyOption is -concurrency, or none when -rate is given without
+// it: an open-loop run does not also sweep the default closed-loop levels.
+func concurrencyOption() string {
+	if *flagRate != "" && !flagSet("concurrency") {
+		return ""
+	}
+	return *flagConcurrency
+}
+
 // theSuite is set by TestMain when benchmarks run; nil otherwise.
 var theSuite *suite.Suite
 
@@ -96,7 +119,7 @@ func runSuite(m *testing.M) int {
 
 	s, err := suite.New(ctx, suite.Options{
 		Engines:          *flagEngines,
-		Concurrency:      *flagConcurrency,
+		Concurrency:      concurrencyOption(),
 		Model:            *flagModel,
 		InputTokens:      *flagInputTokens,
 		OutputTokens:     *flagOutputTokens,
@@ -110,6 +133,11 @@ func runSuite(m *testing.M) int {
 		Insecure:         *flagInsecure,
 		Bench:            benchPattern(),
 		Getenv:           os.Getenv,
+		Rate:             *flagRate,
+		Arrival:          *flagArrival,
+		MaxConcurrency:   *flagMaxConcurrency,
+		SLO:              *flagSLO,
+		CapacityRepeats:  *flagCapacityRepeats,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
@@ -178,14 +206,25 @@ func BenchmarkServe(b *testing.B) {
 	}
 	for _, c := range s.Levels() {
 		for _, e := range s.Engines() {
-			b.Run(s.SubName(e, c), func(b *testing.B) { benchSample(b, s, e, c) })
+			b.Run(s.SubName(e, c), func(b *testing.B) {
+				benchSample(b, func() (*suite.Sample, error) { return s.Start(b.Context(), e, c) })
+			})
+		}
+	}
+	// Open-loop levels: one b.Loop iteration is one arrival of the
+	// schedule, so -benchtime=40x sends 40 measured arrivals.
+	for _, r := range s.Rates() {
+		for _, e := range s.Engines() {
+			b.Run(s.RateName(e, r), func(b *testing.B) {
+				benchSample(b, func() (*suite.Sample, error) { return s.StartRate(b.Context(), e, r) })
+			})
 		}
 	}
 }
 
 // benchSample is one sample of one engine at one level.
-func benchSample(b *testing.B, s *suite.Suite, e *suite.Engine, c int) {
-	sm, err := s.Start(b.Context(), e, c)
+func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
+	sm, err := start()
 	if errors.Is(err, suite.ErrInterrupted) {
 		b.Skip(err)
 	}
@@ -200,6 +239,57 @@ func benchSample(b *testing.B, s *suite.Suite, e *suite.Engine, c int) {
 	r := sm.Finish()
 	if r.Interrupted {
 		b.Skip("interrupted; records of this sample are saved, its numbers are not reported")
+	}
+	for _, m := range r.Metrics {
+		b.ReportMetric(m.Value, m.Unit)
+	}
+	for _, l := range r.Logs {
+		b.Log(l)
+	}
+	for _, err := range r.Errs {
+		b.Error(err)
+	}
+}
+
+// BenchmarkCapacity finds, per engine, the highest open-loop rate whose
+// samples meet -slo (see README): one result line per engine with
+// capacity-req/s, so benchstat compares engines' capacities with -count.
+// b.Loop drives the search's first sample (one iteration = one arrival);
+// every later sample of the search has as many arrivals. Without -slo it
+// is skipped.
+func BenchmarkCapacity(b *testing.B) {
+	s := theSuite
+	if s == nil {
+		b.Fatal("the suite was not set up: run it with go test -bench (TestMain sets it up)")
+	}
+	if s.SLO().IsZero() {
+		b.Skip(suite.ErrNoSLO)
+	}
+	for _, e := range s.Engines() {
+		if name := s.CapacityName(e); name != "" {
+			b.Run(name, func(b *testing.B) { benchCapacity(b, s, e) })
+		} else {
+			benchCapacity(b, s, e)
+		}
+	}
+}
+
+func benchCapacity(b *testing.B, s *suite.Suite, e *suite.Engine) {
+	c, err := s.StartCapacity(b.Context(), e)
+	if errors.Is(err, suite.ErrInterrupted) {
+		b.Skip(err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if c.Dispatch() != nil {
+			break
+		}
+	}
+	r := c.Finish()
+	if r.Interrupted {
+		b.Skip("interrupted; the search's records are saved, no capacity is reported")
 	}
 	for _, m := range r.Metrics {
 		b.ReportMetric(m.Value, m.Unit)

@@ -195,6 +195,7 @@ func Load(paths []string) (*Data, error) {
 			continue
 		}
 		var engine, concStr string
+		openLoop := false
 		for _, part := range parts {
 			k, v, ok := strings.Cut(string(part[1:]), "=")
 			if part[0] != '/' || !ok {
@@ -205,7 +206,12 @@ func Load(paths []string) (*Data, error) {
 				engine = v
 			case "concurrency":
 				concStr = v
+			case "rate":
+				openLoop = true
 			}
+		}
+		if openLoop {
+			continue // an open-loop (rate=R) sample: not a point of the concurrency sweep
 		}
 		label := res.GetConfig(".file")
 		if engine == "" {

@@ -25,6 +25,11 @@ type OpenConfig struct {
 	// Warmup is the number of scheduled requests sent, unmeasured, before
 	// the measured phase; they follow the same schedule.
 	Warmup int
+	// FirstSeq is the seq of the run's first request: the n-th scheduled
+	// request (0-based, warm-ups included) has seq FirstSeq+n, so a caller
+	// running several samples numbers every request of a run once, as with
+	// Config.FirstSeq. Result.NextSeq is one past the last one sent.
+	FirstSeq int
 	// Epoch, Now and Sleep are as in Config.
 	Epoch time.Time
 	Now   func() time.Time
@@ -141,7 +146,7 @@ func (r *OpenRun) issue(wait context.Context, phase record.Phase) error {
 	go func() {
 		defer r.wg.Done()
 		rec := execOne(ctx, r.do, r.now, r.epoch, record.Record{
-			Concurrency: r.cfg.MaxConcurrency, Seq: int(n), Phase: phase, Intended: intended.Sub(r.epoch),
+			Concurrency: r.cfg.MaxConcurrency, Seq: r.cfg.FirstSeq + int(n), Phase: phase, Intended: intended.Sub(r.epoch),
 		})
 		r.mu.Lock()
 		r.records = append(r.records, rec)
@@ -209,7 +214,7 @@ func (r *OpenRun) Finish() Result {
 	r.wg.Wait()
 	r.cancelDrain()
 
-	res := Result{Dispatched: r.dispatched, Records: r.records}
+	res := Result{Dispatched: r.dispatched, Records: r.records, NextSeq: r.cfg.FirstSeq + int(r.sent)}
 	if err := r.ctx.Err(); err != nil {
 		res.Err = fmt.Errorf("load: run interrupted: %w", err)
 	}

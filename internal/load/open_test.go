@@ -141,3 +141,21 @@ func TestStartOpenValidates(t *testing.T) {
 	_, err := StartOpen(t.Context(), OpenConfig{Pacer: p, MaxConcurrency: 1}, nil)
 	require.ErrorContains(t, err, "nil request function")
 }
+
+// TestOpenFirstSeq: seqs run on from FirstSeq across warm-up and measured
+// requests, and NextSeq is one past the last request sent, so a run of
+// samples never repeats a seq (on the old code every sample started at 0).
+func TestOpenFirstSeq(t *testing.T) {
+	three := PacerFunc(func(_ time.Duration, n uint64) (time.Duration, bool) { return 0, n >= 3 })
+	do := func(context.Context, *record.Record) {}
+	run, err := StartOpen(t.Context(), OpenConfig{Pacer: three, MaxConcurrency: 2, Warmup: 1, FirstSeq: 100}, do)
+	require.NoError(t, err)
+	require.NoError(t, run.Dispatch())
+	require.NoError(t, run.Dispatch())
+	res := run.Finish()
+	require.Len(t, res.Records, 3)
+	for i, r := range res.Records {
+		assert.Equal(t, 100+i, r.Seq)
+	}
+	assert.Equal(t, 103, res.NextSeq)
+}

@@ -25,10 +25,25 @@ type Sample struct {
 	e      *Engine
 	c      int
 	n      int // the sample's index among this engine's samples at c
-	run    *load.Run
+	run    runner
+	open   *openSample // an open-loop sample (StartRate); nil in a closed loop
 	ctx    context.Context
 	cancel context.CancelFunc
 	err    error // the first Dispatch error
+}
+
+// runner is a closed-loop (load.Run) or open-loop (load.OpenRun) run.
+type runner interface {
+	Dispatch() error
+	Finish() load.Result
+}
+
+// level is the sample's name element: concurrency=N or rate=R.
+func (sm *Sample) level() string {
+	if sm.open != nil {
+		return rateLevel(sm.open.rate)
+	}
+	return fmt.Sprintf("concurrency=%d", sm.c)
 }
 
 // ErrInterrupted is returned by Start once the run or the benchmark was
@@ -43,7 +58,7 @@ const seqBlock = 10_000_000
 func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
-	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, c), ctx: ctx}
+	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, fmt.Sprintf("concurrency=%d", c)), ctx: ctx}
 	sm.cancel = func() { stop(); cancel() }
 	if ctx.Err() != nil {
 		sm.cancel()
@@ -106,6 +121,9 @@ type Result struct {
 	// Interrupted is set when the run was stopped mid-sample: the records
 	// are saved, the numbers are not a full sample and are not reported.
 	Interrupted bool
+	// promptTokens is the measured requests' mean server-reported prompt
+	// length (the virtual-time model needs it).
+	promptTokens int
 }
 
 // Metric is one value of a result line.
@@ -129,6 +147,7 @@ func (sm *Sample) Finish() Result {
 		out.Errs = append(out.Errs, fmt.Errorf("saving records: %w", err))
 	}
 	out.Summary = metrics.Summarize(res.Records, res.Window)
+	out.promptTokens = meanPromptTokens(res.Records)
 	if sm.ctx.Err() != nil {
 		out.Interrupted = true
 		return out
@@ -141,7 +160,7 @@ func (sm *Sample) Finish() Result {
 		e.lastE2E.Store(int64(m))
 	}
 	out.Metrics = reportedMetrics(sum)
-	if s.allSimulated() {
+	if s.allSimulated() && sm.open == nil {
 		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.OutputTokens)
 		out.Metrics = append(out.Metrics,
 			Metric{ratio(sum.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
@@ -154,6 +173,16 @@ func (sm *Sample) Finish() Result {
 		)
 		out.Logs = append(out.Logs, fmt.Sprintf("simulator's prediction: %.0f tok/s, %.2f req/s, ttft %v, itl %v",
 			pred.OutputTokPerSec, pred.ReqPerSec, pred.TTFT, pred.ITL))
+	}
+	if sm.open != nil {
+		ms, logs := sm.openMetrics(res, sum)
+		out.Metrics = append(out.Metrics, ms...)
+		out.Logs = append(out.Logs, logs...)
+	}
+	if !s.slo.IsZero() {
+		ms, log := s.sloMetrics(res.Records, sum.Window)
+		out.Metrics = append(out.Metrics, ms...)
+		out.Logs = append(out.Logs, log)
 	}
 	for _, w := range sum.Warnings {
 		out.Logs = append(out.Logs, "warning: "+w)
@@ -170,17 +199,24 @@ func (sm *Sample) Finish() Result {
 	case sum.Failed > 0:
 		out.Logs = append(out.Logs, "errors (within -max-error-rate): "+metrics.ErrorSummary(sum))
 	}
-	out.Line = resultLine(c, sum.Requests, out.Metrics)
+	out.Line = resultLine(sm.level(), sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if tooMany {
-		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at concurrency=%d: error rate %.3f > -max-error-rate %.3f: %s",
-			sm.n, c, sum.ErrorRate, s.opt.MaxErrorRate, oneLine(metrics.ErrorSummary(sum))))
+		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at %s: error rate %.3f > -max-error-rate %.3f: %s",
+			sm.n, sm.level(), sum.ErrorRate, s.opt.MaxErrorRate, oneLine(metrics.ErrorSummary(sum))))
 	}
-	if err := s.dir.Line(e.name, out.Line); err != nil {
+	line := out.Line
+	if sm.open != nil && sm.open.probe {
+		line = "# capacity probe: " + line // a step of BenchmarkCapacity's search, not a result
+	}
+	if err := s.dir.Line(e.name, line); err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
 	}
 	s.done.Add(1)
+	if sm.open == nil {
+		s.swept.Add(1)
+	}
 	return out
 }
 
@@ -238,12 +274,12 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 // the single-engine naming (BenchmarkServe/concurrency=N-P), so per-engine
 // files line up in benchstat. testing.BenchmarkResult formats the numbers,
 // so the file and the benchmark output agree digit for digit.
-func resultLine(c, iters int, ms []Metric) string {
+func resultLine(level string, iters int, ms []Metric) string {
 	r := testing.BenchmarkResult{N: iters, Extra: map[string]float64{}}
 	for _, m := range ms {
 		r.Extra[m.Unit] = m.Value
 	}
-	return fmt.Sprintf("%s/concurrency=%d-%d\t%s", benchParent, c, runtime.GOMAXPROCS(0), r.String())
+	return fmt.Sprintf("%s/%s-%d\t%s", benchParent, level, runtime.GOMAXPROCS(0), r.String())
 }
 
 // sampleCounter numbers the samples of each engine and level.
@@ -252,13 +288,13 @@ type sampleCounter struct {
 	n  map[string]int
 }
 
-func (s *Suite) nextSample(engine string, c int) int {
+func (s *Suite) nextSample(engine, level string) int {
 	s.samples.mu.Lock()
 	defer s.samples.mu.Unlock()
 	if s.samples.n == nil {
 		s.samples.n = map[string]int{}
 	}
-	k := engine + "/" + strconv.Itoa(c)
+	k := engine + "/" + level
 	n := s.samples.n[k]
 	s.samples.n[k] = n + 1
 	return n

@@ -24,21 +24,45 @@ func (s *Suite) selectEngines(list []*Engine) ([]*Engine, error) {
 	}
 	var out []*Engine
 	for _, e := range list {
-		for _, c := range s.levels {
-			if m.match(benchParent + "/" + subName(s.multi, e.name, c)) {
+		for _, name := range s.benchNames(e) {
+			if m.match(name) {
 				out = append(out, e)
 				break
 			}
 		}
 	}
+	if len(out) == 0 && s.slo.IsZero() && m.match(capacityParent) {
+		return nil, fmt.Errorf("-bench=%s: %w", s.opt.Bench, ErrNoSLO)
+	}
 	if len(out) == 0 {
 		names := make([]string, len(list))
 		for i, e := range list {
-			names[i] = benchParent + "/" + subName(s.multi, e.name, s.levels[0])
+			names[i] = s.benchNames(e)[0]
 		}
 		return nil, fmt.Errorf("-bench=%s selects no engine of -engines: the sub-benchmarks are named like %s", s.opt.Bench, strings.Join(names, ", "))
 	}
 	return out, nil
+}
+
+// benchNames are the full names of engine e's leaf benchmarks: its
+// BenchmarkServe levels (concurrency=N, then rate=R) and, with -slo, its
+// BenchmarkCapacity.
+func (s *Suite) benchNames(e *Engine) []string {
+	var names []string
+	for _, c := range s.levels {
+		names = append(names, benchParent+"/"+subName(s.multi, e.name, c))
+	}
+	for _, r := range s.rates {
+		names = append(names, benchParent+"/"+s.RateName(e, r))
+	}
+	if !s.slo.IsZero() {
+		name := capacityParent
+		if sub := s.CapacityName(e); sub != "" {
+			name += "/" + sub
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 // benchMatcher is testing's -bench matching: alternatives (top-level '|'),

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"
+	"github.com/inferbench/inferbench/internal/slo"
 	"github.com/inferbench/inferbench/internal/workload"
 	"github.com/inferbench/inferbench/plots"
 )
@@ -62,6 +62,24 @@ type Options struct {
 	Bench string
 	// Getenv reads the environment (API keys); nil means os.Getenv.
 	Getenv func(string) string
+
+	// Open loop, SLOs and capacity (issue 15; see openloop.go, slo.go and
+	// capacity.go).
+
+	// Rate is -rate: comma-separated open-loop arrival rates, requests/s.
+	// With Rate set, Concurrency may be "" (no closed-loop levels).
+	Rate string
+	// Arrival is -arrival: poisson ("" too), gamma:CV or constant.
+	Arrival string
+	// MaxConcurrency is -max-concurrency: the cap on an open loop's
+	// requests in flight; 0 means DefaultMaxConcurrency.
+	MaxConcurrency int
+	// SLO is -slo (internal/slo's syntax); "" means none.
+	SLO string
+	// CapacityRepeats is -capacity-repeats: the samples BenchmarkCapacity
+	// runs at each rate near the boundary, all of which must meet the
+	// SLO; 0 means DefaultCapacityRepeats.
+	CapacityRepeats int
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -79,6 +97,9 @@ type Suite struct {
 	ctx      context.Context
 	opt      Options
 	levels   []int
+	rates    []float64 // -rate
+	arrival  arrival   // -arrival
+	slo      slo.SLO   // -slo; zero: none
 	engines  []*Engine // the engines the -bench pattern selects, in -engines order
 	multi    bool      // -engines lists more than one engine: names carry engine=
 	work     *workload.Workload
@@ -88,6 +109,7 @@ type Suite struct {
 	txtFiles []string
 	samples  sampleCounter
 	done     atomic.Int64 // samples finished
+	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
 	closers  []func()
 }
 
@@ -210,8 +232,13 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 			s.Close()
 		}
 	}()
-	if s.levels, err = parseLevels(opt.Concurrency); err != nil {
+	if err := s.parseOpenLoop(); err != nil {
 		return nil, err
+	}
+	if opt.Concurrency != "" || len(s.rates) == 0 {
+		if s.levels, err = parseLevels(opt.Concurrency); err != nil {
+			return nil, err
+		}
 	}
 	if opt.OutputTokens < 1 {
 		return nil, fmt.Errorf("-output-tokens=%d: must be at least 1", opt.OutputTokens)
@@ -231,7 +258,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if opt.PreflightTimeout < 0 {
 		return nil, fmt.Errorf("-preflight-timeout=%v: must be positive, or 0 for -request-timeout × %d", opt.PreflightTimeout, probeAttempts+1)
 	}
-	maxC := slices.Max(s.levels)
+	maxC := s.maxInFlight()
 
 	list, err := s.parseEngines(opt.Engines)
 	if err != nil {
@@ -508,6 +535,7 @@ func (s *Suite) makeHeader() results.Header {
 	if simulated {
 		h.Config = append(h.Config, results.KV{Key: "simulated", Value: "true"})
 	}
+	h.Config = append(h.Config, s.openLoopConfig()...)
 	return h
 }
 
@@ -547,7 +575,7 @@ func meanPromptTokens(recs []record.Record) int {
 // be closed; a plot that cannot be drawn is reported to w, not returned.
 func (s *Suite) Conclude(w io.Writer, plot bool) error {
 	err := s.dir.Close()
-	if plot && s.Measured() {
+	if plot && s.swept.Load() > 0 {
 		written, perr := plots.Generate(s.txtFiles, s.dir.Path())
 		for _, f := range written {
 			fmt.Fprintf(w, "# wrote %s\n", f)
