@@ -73,9 +73,13 @@ type Chunk struct {
 type Record struct {
 	Engine      string `json:"engine"`
 	Concurrency int    `json:"concurrency"`
-	Sample      int    `json:"sample"` // 0-based repetition of this engine and level
-	Seq         int    `json:"seq"`    // index of the request in the workload
-	Phase       Phase  `json:"phase"`
+	// Rate is the target arrival rate (requests/s) of an open-loop sample,
+	// whose Concurrency is then the cap on requests in flight; 0 for a
+	// closed-loop sample. Engine, Concurrency, Rate and Sample name a sample.
+	Rate   float64 `json:"rate,omitempty"`
+	Sample int     `json:"sample"` // 0-based repetition of this engine and level
+	Seq    int     `json:"seq"`    // index of the request in the workload
+	Phase  Phase   `json:"phase"`
 
 	// Intended is when the load generator meant to send (a slot became free, or
 	// the schedule said so). Sent - Intended is client-side queueing.

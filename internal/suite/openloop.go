@@ -184,6 +184,7 @@ func (s *Suite) startOpen(ctx context.Context, e *Engine, rate float64, n int, s
 	first := e.reserveSeqs()
 	do := func(ctx context.Context, rec *record.Record) {
 		rec.Engine = e.name
+		rec.Rate = rate
 		rec.Sample = n
 		req := s.work.Request(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
