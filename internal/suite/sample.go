@@ -29,6 +29,8 @@ type Sample struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	err    error // the first Dispatch error
+	// dispatched counts the measured requests handed out (TopUp).
+	dispatched int
 }
 
 // ErrInterrupted is returned by Start once the run or the benchmark was
@@ -64,6 +66,9 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		req := s.work.Request(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
+		if rec.Phase == record.Measured {
+			s.progressMeasured()
+		}
 	}
 	run, err := load.Start(ctx, load.Config{
 		Concurrency: c,
@@ -77,6 +82,7 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		return nil, err
 	}
 	sm.run = run
+	s.progressBegin(e, c, sm.n)
 	return sm, nil
 }
 
@@ -86,6 +92,9 @@ func (sm *Sample) Dispatch() error {
 	err := sm.run.Dispatch()
 	if err != nil && sm.err == nil {
 		sm.err = err
+	}
+	if err == nil {
+		sm.dispatched++
 	}
 	return err
 }
@@ -121,6 +130,7 @@ func (sm *Sample) Finish() Result {
 	defer sm.cancel()
 	s, e, c := sm.s, sm.e, sm.c
 	res := sm.run.Finish()
+	s.progressPause()
 	e.mu.Lock()
 	e.nextSeq = res.NextSeq
 	e.mu.Unlock()
@@ -155,7 +165,7 @@ func (sm *Sample) Finish() Result {
 		out.Logs = append(out.Logs, fmt.Sprintf("simulator's prediction: %.0f tok/s, %.2f req/s, ttft %v, itl %v",
 			pred.OutputTokPerSec, pred.ReqPerSec, pred.TTFT, pred.ITL))
 	}
-	for _, w := range sum.Warnings {
+	for _, w := range sampleWarnings(sum) {
 		out.Logs = append(out.Logs, "warning: "+w)
 	}
 	tooMany := sum.ErrorRate > s.opt.MaxErrorRate
@@ -166,6 +176,7 @@ func (sm *Sample) Finish() Result {
 	case sum.Failed > 0:
 		out.Logs = append(out.Logs, "errors (within -max-error-rate): "+metrics.ErrorSummary(sum))
 	}
+	out.Logs = append(out.Logs, sampleNotes(c, sum)...)
 	out.Line = resultLine(c, sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -177,6 +188,7 @@ func (sm *Sample) Finish() Result {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
 	}
 	s.done.Add(1)
+	s.recordSample(e, c, sm.n, out)
 	return out
 }
 
@@ -219,7 +231,7 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 		}
 		ms = append(ms, Metric{float64(l.d.P50.Nanoseconds()), l.name + "-p50-ns"})
 		if l.p99 {
-			ms = append(ms, Metric{float64(l.d.P99.Nanoseconds()), l.name + "-p99-ns"})
+			ms = append(ms, tailMetrics(l.d, l.name)...) // only the tails the sample supports
 		}
 	}
 	return ms
