@@ -551,17 +551,17 @@ func latencyFigure(d *Data) (*figure, []error) {
 	}
 	p.Y.Min, p.Y.Max = lo/1.5, hi*2.5 // headroom for the legend
 	if pooledPts > 0 {
-		note := "Percentiles pooled over every measured request of every run"
+		note := "Percentiles pooled over all runs' requests"
 		if withCI > 0 {
-			note += "; bars: their 95 % CIs (order statistics)"
+			note += "; bars: 95 % CIs (order statistics)"
 		}
-		f.footer = append(f.footer, note+". TTFT: time to first token; ITL: per-token gap.")
+		f.footer = append(f.footer, note+". ITL: per-token gap.")
 	} else {
 		f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between output chunks per token.")
 	}
 	if len(uncertified) > 0 {
 		need := report.MinForCI(99, report.Confidence)
-		f.footer = append(f.footer, fmt.Sprintf("TTFT p99 left out at %d engine-levels whose requests cannot bound it (a p99 needs n ≥ %d).", len(uncertified), need))
+		f.footer = append(f.footer, fmt.Sprintf("TTFT p99 left out at %d engine-levels: too few requests to bound it (needs n ≥ %d).", len(uncertified), need))
 		warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("TTFT p99 left out at %d engine-levels with fewer than %d pooled requests (%s)", len(uncertified), need, strings.Join(uncertified[:min(3, len(uncertified))], ", ")+ellipsis(len(uncertified) > 3))})
 	}
 	return f, warnings

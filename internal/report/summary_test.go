@@ -171,5 +171,5 @@ func TestWriteTable(t *testing.T) {
 
 	b.Reset()
 	require.NoError(t, build(t, 2).WriteTable(&b))
-	assert.Contains(t, b.String(), "(too few samples to test)")
+	assert.Contains(t, b.String(), "(no test: n<4)")
 }

@@ -77,12 +77,13 @@ func errorsCell(p Pooled) string {
 }
 
 // vsCell is "×1.83 p=0.002" (significant), "×1.02 ~ p=0.40" (not), or
-// "×1.83 (n<4)" when too few samples allow a test, as benchstat decides.
+// "×1.83 (no test: n<4)" when too few samples allow a test, as benchstat
+// decides.
 func vsCell(cm Comparison) string {
 	r := "×" + ratioString(cm.Ratio)
 	switch {
 	case min(cm.N, cm.BaseN) < 4 && !cm.Significant:
-		return r + " (too few samples to test)"
+		return r + " (no test: n<4)"
 	case cm.Significant:
 		return fmt.Sprintf("%s p=%.3f", r, cm.P)
 	default:
