@@ -65,7 +65,7 @@ func (t Tail) String() string {
 	if t.N == 0 {
 		return "—"
 	}
-	if !t.Certified {
+	if !t.Certified || t.Lo == nil || t.Hi == nil { // a hand-edited file may claim more than it has
 		return fmt.Sprintf("— (n=%d<%d)", t.N, t.NeedN)
 	}
 	return fmt.Sprintf("%s [%s, %s]", Dur(t.Value), Dur(*t.Lo), Dur(*t.Hi))
