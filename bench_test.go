@@ -51,6 +51,8 @@ var (
 		"do not verify TLS certificates (prints a warning)")
 	flagPlot = flag.Bool("plot", true,
 		"draw throughput.png, latency.png and pareto.png into -out after the run")
+	flagProgress = flag.Bool("progress", true,
+		"show progress on the terminal (/dev/tty; never on stdout, nothing without a terminal)")
 )
 
 // Open loop, SLOs and capacity (issue 15).
@@ -117,6 +119,10 @@ func runSuite(m *testing.M) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	tty := openTerminal()
+	if tty != nil {
+		defer tty.Close()
+	}
 	s, err := suite.New(ctx, suite.Options{
 		Engines:          *flagEngines,
 		Concurrency:      concurrencyOption(),
@@ -138,6 +144,8 @@ func runSuite(m *testing.M) int {
 		MaxConcurrency:   *flagMaxConcurrency,
 		SLO:              *flagSLO,
 		CapacityRepeats:  *flagCapacityRepeats,
+		Benchtime:        benchtimeGiven(),
+		Progress:         tty,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
@@ -192,6 +200,29 @@ func runRepetitions(ctx context.Context, m *testing.M) int {
 	return code
 }
 
+// benchtimeGiven is -test.benchtime when given on the command line, ""
+// when not (the suite then takes at least C measured requests a sample).
+func benchtimeGiven() string {
+	if !flagSet("test.benchtime") {
+		return ""
+	}
+	return flag.Lookup("test.benchtime").Value.String()
+}
+
+// openTerminal opens the controlling terminal for the progress line, or
+// returns nil when there is none or -progress=false: progress never goes
+// to stdout, which stays pure benchmark output.
+func openTerminal() *os.File {
+	if !*flagProgress {
+		return nil
+	}
+	f, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
 // BenchmarkServe measures every engine at every concurrency level. One
 // iteration of b.Loop is one measured request: the loop dispatches it into
 // the closed loop as soon as a slot frees up, so -benchtime=200x runs 200
@@ -199,6 +230,13 @@ func runRepetitions(ctx context.Context, m *testing.M) int {
 // Warm-up runs once per sample, before the loop; the requests still in
 // flight when the loop ends finish under the same concurrency (held by
 // unmeasured cooldown requests) before the metrics are computed.
+//
+// Without -benchtime, a sample also measures at least C requests: after
+// b.Loop (which stops after the default 1s, a single request at a high
+// level), TopUp dispatches more until every slot carried one, and b.N is
+// set to the measured requests, so the result line's iteration count is
+// what was measured (the testing package reads b.N after the function
+// returns; TestDefaultSampleSize pins that).
 func BenchmarkServe(b *testing.B) {
 	s := theSuite
 	if s == nil {
@@ -236,10 +274,12 @@ func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 			break // interrupted; Finish saves the records
 		}
 	}
+	_ = sm.TopUp() // fails only when interrupted; Finish says so
 	r := sm.Finish()
 	if r.Interrupted {
 		b.Skip("interrupted; records of this sample are saved, its numbers are not reported")
 	}
+	b.N = r.Summary.Requests // the line's iterations: the measured requests, TopUp's included
 	for _, m := range r.Metrics {
 		b.ReportMetric(m.Value, m.Unit)
 	}

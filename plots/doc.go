@@ -19,7 +19,12 @@
 //     concurrency on a log axis, one line per engine, with the ratio of the
 //     first two engines' medians above each level.
 //   - latency.png: TTFT p50, TTFT p99 and ITL p50 in ms (log axis) against
-//     concurrency; colour = engine, line style = metric.
+//     concurrency; colour = engine, line style = metric. Given the run's
+//     summary.json (a ".json" path; the plot command picks it up from a
+//     directory), these are the percentiles pooled over every request of
+//     every sample, with their 95 % order-statistic CIs as bars, and a p99
+//     whose pooled sample cannot bound it (n < 368) is left out, with a
+//     note; otherwise the median of the result lines' values.
 //   - pareto.png: system output tok/s against per-user tok/s
 //     (1e9 / median tpot-p50-ns), one point per level, labelled with it.
 //

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
+
+	"github.com/inferbench/inferbench/internal/report"
 )
 
 // Units written by the suite that the plots use. Latencies are in
@@ -91,6 +93,20 @@ type Data struct {
 	Files map[string]string
 
 	series map[string]map[string][]Point // unit → engine → points by concurrency
+
+	// Pooled is the run's summary.json when one was given (see Load): its
+	// pooled latency percentiles, with confidence intervals, are what the
+	// latency chart draws.
+	Pooled *report.File
+}
+
+// pooled returns the pooled statistics of engine at level c from the
+// summary, if one was read and has them.
+func (d *Data) pooled(engine string, c int) (report.Pooled, bool) {
+	if d.Pooled == nil {
+		return report.Pooled{}, false
+	}
+	return d.Pooled.Find(engine, c)
 }
 
 // Series returns an engine's points in a unit, sorted by concurrency, or nil
@@ -159,7 +175,28 @@ func (p pos) String() string { return fmt.Sprintf("%s:%d", p.file, p.line) }
 // first result's (latency units excepted: a sample in which every request
 // failed has no latency to report), results whose model/input-tokens/output-tokens/workload
 // differ, an engine found in two files, or input without any result.
+//
+// A path ending in ".json" is a run's summary.json (internal/report): its
+// pooled latency percentiles replace the medians of per-sample values in
+// the latency chart. At most one may be given.
 func Load(paths []string) (*Data, error) {
+	var summary *report.File
+	var txt []string
+	for _, p := range paths {
+		if !strings.HasSuffix(p, ".json") {
+			txt = append(txt, p)
+			continue
+		}
+		if summary != nil {
+			return nil, fmt.Errorf("plots: %s: only one summary.json can be read at a time", p)
+		}
+		f, err := report.Read(p)
+		if err != nil {
+			return nil, fmt.Errorf("plots: %w", err)
+		}
+		summary = f
+	}
+	paths = txt
 	if len(paths) == 0 {
 		return nil, errors.New("plots: no input files")
 	}
@@ -169,7 +206,7 @@ func Load(paths []string) (*Data, error) {
 		conc         int
 	}
 	samples := map[key][]float64{}
-	d := &Data{Files: map[string]string{}, series: map[string]map[string][]Point{}}
+	d := &Data{Files: map[string]string{}, series: map[string]map[string][]Point{}, Pooled: summary}
 	var (
 		firstUnits []string
 		firstPos   pos

@@ -17,6 +17,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/inferbench/inferbench/internal/report"
 )
 
 // Chart size: 16×10 cm at 192 dpi is 1209×756 pixels, legible on screen and
@@ -405,20 +407,70 @@ func byLevel(pts []Point) map[int]Point {
 type latencyMetric struct {
 	unit, label string
 	dashes      []vg.Length
+	// pooled picks the metric's percentile from pooled statistics.
+	pooled func(report.Pooled) report.Tail
 }
 
 var latencyMetrics = []latencyMetric{
-	{UnitTTFTP50, "TTFT p50", nil},
-	{UnitTTFTP99, "TTFT p99", []vg.Length{vg.Points(7), vg.Points(3)}},
-	{UnitITLP50, "ITL p50", []vg.Length{vg.Points(1.5), vg.Points(2.5)}},
+	{UnitTTFTP50, "TTFT p50", nil, func(p report.Pooled) report.Tail { return p.TTFT.P50 }},
+	{UnitTTFTP99, "TTFT p99", []vg.Length{vg.Points(7), vg.Points(3)}, func(p report.Pooled) report.Tail { return p.TTFT.P99 }},
+	{UnitITLP50, "ITL p50", []vg.Length{vg.Points(1.5), vg.Points(2.5)}, func(p report.Pooled) report.Tail { return p.ITL.P50 }},
 }
 
-// latencyFigure draws TTFT p50/p99 and ITL p50 in ms on a log axis.
+// latencyPoint is one drawn latency value in ms, with its interval when it
+// has one.
+type latencyPoint struct {
+	c             int
+	ms, lo, hi    float64
+	ci, fromPool  bool
+	uncertified   bool // a pooled tail whose sample cannot bound it: not drawn
+	n, needN      int
+	engine, label string
+}
+
+// latencyPoints are engine e's values of m by level: the pooled percentile
+// where the summary has the level (its 95 % CI as the interval), otherwise
+// the median over the result lines that carry the unit.
+func latencyPoints(d *Data, m latencyMetric, e string) []latencyPoint {
+	var out []latencyPoint
+	seen := map[int]bool{}
+	for _, c := range d.Levels() {
+		p, ok := d.pooled(e, c)
+		if !ok {
+			continue
+		}
+		seen[c] = true
+		t := m.pooled(p)
+		if t.N == 0 {
+			continue
+		}
+		lp := latencyPoint{c: c, ms: float64(t.Value) / 1e6, fromPool: true, n: t.N, needN: t.NeedN, engine: e, label: m.label}
+		if t.P > 50 && !t.Certified {
+			lp.uncertified = true
+		}
+		if t.Lo != nil && t.Hi != nil {
+			lp.ci, lp.lo, lp.hi = true, float64(*t.Lo)/1e6, float64(*t.Hi)/1e6
+		}
+		out = append(out, lp)
+	}
+	for _, pt := range d.Series(m.unit, e) {
+		if seen[pt.Concurrency] {
+			continue
+		}
+		out = append(out, latencyPoint{c: pt.Concurrency, ms: pt.Median / 1e6, engine: e, label: m.label})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].c < out[j].c })
+	return out
+}
+
+// latencyFigure draws TTFT p50/p99 and ITL p50 in ms on a log axis: the
+// pooled percentiles of the run's summary.json with their 95 % CIs where it
+// was given, the median of the per-sample values elsewhere.
 func latencyFigure(d *Data) (*figure, []error) {
 	var warnings []error
 	var metrics []latencyMetric
 	for _, m := range latencyMetrics {
-		if d.HasUnit(m.unit) {
+		if d.HasUnit(m.unit) || d.Pooled != nil {
 			metrics = append(metrics, m)
 		} else {
 			warnings = append(warnings, &SkipError{LatencyPNG, "no " + m.unit + " values: " + m.label + " left out"})
@@ -437,18 +489,31 @@ func latencyFigure(d *Data) (*figure, []error) {
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(4)
 
 	lo, hi := math.Inf(1), math.Inf(-1)
+	pooledPts, withCI := 0, 0
+	var uncertified []string
 	for i, e := range d.Engines {
 		drawn := false
 		for _, m := range metrics {
-			var line xy
-			for _, pt := range d.Series(m.unit, e) {
-				if pt.Median <= 0 {
-					warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("%s %s at concurrency %d is 0 (no successful request?): point left out of the log axis", e, m.label, pt.Concurrency)})
+			var line, bars xy
+			for _, pt := range latencyPoints(d, m, e) {
+				if pt.uncertified {
+					uncertified = append(uncertified, fmt.Sprintf("%s c=%d (n=%d)", e, pt.c, pt.n))
 					continue
 				}
-				ms := pt.Median / 1e6
-				line.add(float64(pt.Concurrency), ms, ms, ms)
-				lo, hi = min(lo, ms), max(hi, ms)
+				if pt.ms <= 0 {
+					warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("%s %s at concurrency %d is 0 (no successful request?): point left out of the log axis", e, m.label, pt.c)})
+					continue
+				}
+				line.add(float64(pt.c), pt.ms, pt.ms, pt.ms)
+				lo, hi = min(lo, pt.ms), max(hi, pt.ms)
+				if pt.fromPool {
+					pooledPts++
+				}
+				if pt.ci && pt.lo > 0 {
+					bars.add(float64(pt.c), pt.ms, pt.lo, pt.hi)
+					lo, hi = min(lo, pt.lo), max(hi, pt.hi)
+					withCI++
+				}
 			}
 			if line.Len() == 0 {
 				continue
@@ -462,6 +527,15 @@ func latencyFigure(d *Data) (*figure, []error) {
 			l.Dashes = m.dashes
 			s.Radius = vg.Points(2)
 			p.Add(l, s)
+			if bars.Len() > 0 {
+				if eb, err := plotter.NewYErrorBars(&bars); err == nil {
+					eb.Color = EngineColor(i)
+					eb.Width = vg.Points(1)
+					eb.CapWidth = vg.Points(5)
+					p.Add(eb)
+					f.bars[e+" "+m.label] = eb
+				}
+			}
 			f.lines[e] = append(f.lines[e], l)
 			if !drawn {
 				p.Legend.Add(e, swatch(i))
@@ -476,7 +550,20 @@ func latencyFigure(d *Data) (*figure, []error) {
 		p.Legend.Add(m.label, metricKey(m))
 	}
 	p.Y.Min, p.Y.Max = lo/1.5, hi*2.5 // headroom for the legend
-	f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between output chunks per token.")
+	if pooledPts > 0 {
+		note := "Percentiles pooled over all runs' requests"
+		if withCI > 0 {
+			note += "; bars: 95 % CIs (order statistics)"
+		}
+		f.footer = append(f.footer, note+". ITL: per-token gap.")
+	} else {
+		f.footer = append(f.footer, samplesNote(d, false)+" TTFT: time to first token; ITL: gap between output chunks per token.")
+	}
+	if len(uncertified) > 0 {
+		need := report.MinForCI(99, report.Confidence)
+		f.footer = append(f.footer, fmt.Sprintf("TTFT p99 left out at %d engine-levels: too few requests to bound it (needs n ≥ %d).", len(uncertified), need))
+		warnings = append(warnings, &SkipError{LatencyPNG, fmt.Sprintf("TTFT p99 left out at %d engine-levels with fewer than %d pooled requests (%s)", len(uncertified), need, strings.Join(uncertified[:min(3, len(uncertified))], ", ")+ellipsis(len(uncertified) > 3))})
+	}
 	return f, warnings
 }
 
@@ -721,4 +808,11 @@ func (f *figure) render() (png []byte, err error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func ellipsis(more bool) string {
+	if more {
+		return ", …"
+	}
+	return ""
 }

@@ -267,14 +267,29 @@ func TestOpenLoopAgreesWithVirtualTime(t *testing.T) {
 	s, err := New(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()
+	tols := map[string]float64{"ttft-p50-vs-model": 0.10, "ttft-p99-vs-model": 0.10, "tpot-p50-vs-model": 0.05}
 	for _, rate := range s.Rates() {
-		r := runRate(s, s.engines[0], rate, 50)
-		require.NoError(t, r.err())
-		require.Zero(t, r.Summary.Failed)
-		for _, l := range r.Logs {
-			t.Logf("rate %g: %s", rate, l)
+		// A shared, loaded 2-core machine can stall a sender for tens of
+		// milliseconds, which the p99 of 50 arrivals shows at once: up to
+		// three attempts, as fake's fidelity tests do; the last one asserts.
+		var r Result
+		for attempt := 1; attempt <= 3; attempt++ {
+			r = runRate(s, s.engines[0], rate, 50)
+			require.NoError(t, r.err())
+			ok := true
+			for unit, tol := range tols {
+				v, found := metricOf(r, unit)
+				ok = ok && found && math.Abs(v-1) <= tol
+			}
+			if ok {
+				break
+			}
+			for _, l := range r.Logs {
+				t.Logf("rate %g, attempt %d: %s", rate, attempt, l)
+			}
 		}
-		for unit, tol := range map[string]float64{"ttft-p50-vs-model": 0.10, "ttft-p99-vs-model": 0.10, "tpot-p50-vs-model": 0.05} {
+		require.Zero(t, r.Summary.Failed)
+		for unit, tol := range tols {
 			v, ok := metricOf(r, unit)
 			require.True(t, ok, "%s on the line", unit)
 			assert.InDelta(t, 1, v, tol, "rate %g: %s", rate, unit)

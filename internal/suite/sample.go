@@ -30,6 +30,8 @@ type Sample struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	err    error // the first Dispatch error
+	// dispatched counts the measured requests handed out (TopUp).
+	dispatched int
 }
 
 // runner is a closed-loop (load.Run) or open-loop (load.OpenRun) run.
@@ -79,6 +81,9 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		req := s.work.Request(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
+		if rec.Phase == record.Measured {
+			s.progressMeasured()
+		}
 	}
 	run, err := load.Start(ctx, load.Config{
 		Concurrency: c,
@@ -92,6 +97,7 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		return nil, err
 	}
 	sm.run = run
+	s.progressBegin(e, c, sm.n)
 	return sm, nil
 }
 
@@ -101,6 +107,9 @@ func (sm *Sample) Dispatch() error {
 	err := sm.run.Dispatch()
 	if err != nil && sm.err == nil {
 		sm.err = err
+	}
+	if err == nil {
+		sm.dispatched++
 	}
 	return err
 }
@@ -139,6 +148,7 @@ func (sm *Sample) Finish() Result {
 	defer sm.cancel()
 	s, e, c := sm.s, sm.e, sm.c
 	res := sm.run.Finish()
+	s.progressPause()
 	e.mu.Lock()
 	e.nextSeq = res.NextSeq
 	e.mu.Unlock()
@@ -184,7 +194,7 @@ func (sm *Sample) Finish() Result {
 		out.Metrics = append(out.Metrics, ms...)
 		out.Logs = append(out.Logs, log)
 	}
-	for _, w := range sum.Warnings {
+	for _, w := range sampleWarnings(sum) {
 		out.Logs = append(out.Logs, "warning: "+w)
 	}
 	if sum.Retried > 0 {
@@ -198,6 +208,9 @@ func (sm *Sample) Finish() Result {
 			sum.ErrorRate, s.opt.MaxErrorRate, metrics.ErrorSummary(sum), s.jsonlPath(e.name)))
 	case sum.Failed > 0:
 		out.Logs = append(out.Logs, "errors (within -max-error-rate): "+metrics.ErrorSummary(sum))
+	}
+	if sm.open == nil {
+		out.Logs = append(out.Logs, sampleNotes(c, sum)...)
 	}
 	out.Line = resultLine(sm.level(), sum.Requests, out.Metrics)
 	e.mu.Lock()
@@ -216,6 +229,9 @@ func (sm *Sample) Finish() Result {
 	s.done.Add(1)
 	if sm.open == nil {
 		s.swept.Add(1)
+		// summary.json pools closed-loop levels; open-loop samples are
+		// on their result lines and in the records (rate).
+		s.recordSample(e, c, sm.n, out)
 	}
 	return out
 }
@@ -264,7 +280,7 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 		}
 		ms = append(ms, Metric{float64(l.d.P50.Nanoseconds()), l.name + "-p50-ns"})
 		if l.p99 {
-			ms = append(ms, Metric{float64(l.d.P99.Nanoseconds()), l.name + "-p99-ns"})
+			ms = append(ms, tailMetrics(l.d, l.name)...) // only the tails the sample supports
 		}
 	}
 	return ms

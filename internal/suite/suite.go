@@ -20,7 +20,6 @@ import (
 	"github.com/inferbench/inferbench/internal/results"
 	"github.com/inferbench/inferbench/internal/slo"
 	"github.com/inferbench/inferbench/internal/workload"
-	"github.com/inferbench/inferbench/plots"
 )
 
 // Options are the suite's flags, gathered so that the root package's
@@ -80,6 +79,13 @@ type Options struct {
 	// runs at each rate near the boundary, all of which must meet the
 	// SLO; 0 means DefaultCapacityRepeats.
 	CapacityRepeats int
+
+	// Benchtime is -test.benchtime when given on the command line, "" when
+	// not: then every sample measures at least C requests (MinMeasured).
+	Benchtime string
+	// Progress receives the progress line (the terminal, never stdout);
+	// nil means none.
+	Progress io.Writer
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -111,6 +117,7 @@ type Suite struct {
 	done     atomic.Int64 // samples finished
 	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
 	closers  []func()
+	rep      reportState // summary.json, report.html, progress (report.go)
 }
 
 // Engine is one engine of the run with its client.
@@ -132,6 +139,8 @@ type Engine struct {
 	// while every engine walks the same sequence of prompts.
 	nextSeq int
 	started int // samples started
+	// facts are hooks for summary.json and report.html (report.go).
+	facts EngineFacts
 }
 
 // Name is the engine's name in result files and benchmark names.
@@ -313,6 +322,8 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
 	s.txtFiles = s.dir.TxtFiles()
+	s.startProgress()
+	s.closers = append(s.closers, s.stopProgress)
 	return s, nil
 }
 
@@ -516,7 +527,8 @@ func (s *Suite) makeHeader() results.Header {
 	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
-		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.")
+		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.",
+		s.sampleRule(), tailRule())
 	switch {
 	case s.opt.Model != "":
 		h.Config = append(h.Config, results.KV{Key: "model", Value: s.opt.Model})
@@ -569,23 +581,16 @@ func meanPromptTokens(recs []record.Record) int {
 	return (sum + n/2) / n
 }
 
-// Conclude closes the result files and, if plot is set and any sample was
-// measured, draws the plots from them; it writes what it wrote to w as '#'
-// lines (benchfmt ignores them). It returns an error if a file could not
-// be closed; a plot that cannot be drawn is reported to w, not returned.
+// Conclude closes the result files and, if any sample was measured, writes
+// summary.json, draws the plots from the files (if plot is set) and
+// report.html, and prints the summary table; it writes what it wrote to w
+// as '#' lines (benchfmt ignores them). It returns an error if a file could
+// not be closed or written; a plot that cannot be drawn is reported to w,
+// not returned.
 func (s *Suite) Conclude(w io.Writer, plot bool) error {
 	err := s.dir.Close()
-	if plot && s.swept.Load() > 0 {
-		written, perr := plots.Generate(s.txtFiles, s.dir.Path())
-		for _, f := range written {
-			fmt.Fprintf(w, "# wrote %s\n", f)
-		}
-		if perr != nil {
-			fmt.Fprintf(w, "# plots: %v\n", perr)
-		}
-	}
 	for _, f := range s.txtFiles {
 		fmt.Fprintf(w, "# wrote %s and its .jsonl\n", f)
 	}
-	return err
+	return errors.Join(err, s.conclude(w, plot))
 }

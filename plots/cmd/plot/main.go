@@ -6,7 +6,8 @@
 //	plot [-out DIR] PATH...
 //
 // Each PATH is a file, a label=file pair (the label names the engine), or a
-// directory, whose *.txt files are all read (go generate does not expand
+// directory, whose *.txt files are all read, with its summary.json when it has
+// one (the latency chart then draws pooled percentiles; go generate does not expand
 // globs, so the command does). Charts are written into DIR (default ".").
 // Warnings about charts left out go to stderr; the exit status is non-zero
 // only when nothing could be drawn.
@@ -93,6 +94,16 @@ func expand(args []string) ([]string, error) {
 			}
 			paths = append(paths, label+"="+m)
 		}
+		// The run's summary.json, when there is one, gives the latency
+		// chart its pooled percentiles.
+		if sum := filepath.Join(a, "summary.json"); fileExists(sum) {
+			paths = append(paths, sum)
+		}
 	}
 	return paths, nil
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -75,3 +75,15 @@ func TestExpandLabelsDirectoryFiles(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "c=1.txt")
 }
+
+// TestExpandAddsSummary: a directory's summary.json comes with its files,
+// so go generate's charts draw the run's pooled percentiles.
+func TestExpandAddsSummary(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.txt", "summary.json"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), nil, 0o644))
+	}
+	got, err := expand([]string{dir})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a=" + filepath.Join(dir, "a.txt"), filepath.Join(dir, "summary.json")}, got)
+}
