@@ -470,6 +470,8 @@ func (s *Suite) preflightOne(ctx context.Context, e *Engine, calibrate bool) err
 	for _, l := range probe.Conformance.Lines() {
 		e.conformance = append(e.conformance, "conformance "+e.name+": "+l)
 	}
+	e.facts.Conformance = probe.Conformance.Lines()
+	e.facts.ServerHeader = probe.Conformance.Server
 	if probe.Conformance.KeepAlive == engines.ClosedByServer {
 		e.client.NewConnectionPerRequest()
 		e.conformance = append(e.conformance, "inferbench "+e.name+": the server closes every connection after a stream, so every request gets a new connection (its set-up is in each record: new_conn, dial_ns, got_conn_ns)")
