@@ -16,8 +16,9 @@
 // carry fewer), each flushed as soon as the engine step that produced it
 // ends. After the last token, in the same write: a finish chunk with an
 // empty delta and finish_reason "length" (the output limit was reached) or
-// "stop" (a simulated EOS); a usage chunk (choices [], usage
-// {prompt_tokens, completion_tokens, total_tokens}) when
+// "stop" (a simulated EOS, with NaturalStop); a usage chunk (choices [], usage
+// {prompt_tokens, completion_tokens, total_tokens}, plus
+// prompt_tokens_details with prefix caching) when
 // stream_options.include_usage is true; and "data: [DONE]". With
 // stream_options.continuous_usage_stats as well (vLLM needs both), every
 // chunk carries the cumulative usage. /v1/completions streams the same way
