@@ -146,7 +146,12 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			defer s.fhRunning.Add(-1)
 			s.fhPromptTotal.Add(uint64(req.PromptTokens))
 		} else {
-			seq, err := s.eng.Submit(req.PromptTokens, p.gen)
+			var seq *sim.Seq
+			if s.cfg.PrefixCaching {
+				seq, err = s.eng.SubmitTokens(req.tokenIDs(), p.gen)
+			} else {
+				seq, err = s.eng.Submit(req.PromptTokens, p.gen)
+			}
 			switch {
 			case errors.Is(err, sim.ErrQueueFull):
 				writeError(w, http.StatusTooManyRequests, fmt.Sprintf("the waiting queue is full (%d requests): retry later", s.cfg.MaxWaiting))
@@ -174,6 +179,7 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			prompt:  req.PromptTokens,
 
 			roleEvery: s.opts.RoleInEveryDelta,
+			details:   s.cfg.PrefixCaching,
 		}
 		if req.Stream {
 			s.stream(w, r, req, &p, st, src)
@@ -226,6 +232,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 			s.logf("request %d: stream ended early: %v", p.index, err)
 			return // no [DONE]: the client sees a cut stream
 		}
+		st.noteCached(src)
 		generated += k
 		if fin || generated > p.gen {
 			generated = p.gen
@@ -324,6 +331,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p *plan, st *st
 			generated = p.gen
 		}
 	}
+	st.noteCached(src)
 	if s.eng == nil {
 		s.fhGenTotal.Add(uint64(p.gen))
 	}

@@ -3,6 +3,8 @@ package fake
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/inferbench/inferbench/fake/sim"
 )
 
 // This file is the server's own JSON and SSE encoder (the oracle must not
@@ -60,6 +62,19 @@ type stream struct {
 	// roleEvery repeats "role":"assistant" in every delta and sends no
 	// role-only chunk (ollama's shape; Options.RoleInEveryDelta).
 	roleEvery bool
+	// details adds prompt_tokens_details.cached_tokens to every usage
+	// object (prefix caching on), cached being the prompt tokens the
+	// engine found in its prefix cache.
+	details bool
+	cached  int
+}
+
+// noteCached records the prefix-cache hit of the request's sequence (known
+// once its first token is out).
+func (st *stream) noteCached(src tokenSource) {
+	if seq, ok := src.(*sim.Seq); ok {
+		st.cached = seq.CachedTokens()
+	}
 }
 
 // head appends the fields every chunk opens with.
@@ -84,6 +99,11 @@ func (st *stream) usage(b []byte, completion int) []byte {
 	b = strconv.AppendInt(b, int64(completion), 10)
 	b = append(b, `,"total_tokens":`...)
 	b = strconv.AppendInt(b, int64(st.prompt+completion), 10)
+	if st.details {
+		b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
+		b = strconv.AppendInt(b, int64(st.cached), 10)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

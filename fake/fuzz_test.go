@@ -42,6 +42,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		if chat && len(req.Messages) == 0 {
 			t.Fatalf("accepted a chat request without messages")
 		}
+		if n := len(req.tokenIDs()); n != req.PromptTokens {
+			t.Fatalf("the prompt's token ids (%d) do not match its token count %d", n, req.PromptTokens)
+		}
 		if req.ContinuousUsage && !req.IncludeUsage {
 			t.Fatalf("continuous usage without include_usage")
 		}

@@ -43,6 +43,66 @@ func EstimatePromptTokens(messages []Message) int {
 // API's prompt has no template).
 func textTokens(s string) int { return (len(s) + 3) / 4 }
 
+// Template token ids of PromptTokenIDs: they cannot collide with text
+// tokens, whose ids are hashes of their bytes with the top bit set.
+const (
+	tokStartHeader uint64 = 1 // <|start_header_id|>
+	tokEndHeader   uint64 = 2 // <|end_header_id|>\n\n
+	tokEOT         uint64 = 3 // <|eot_id|>
+	tokEmpty       uint64 = 4 // the one token of an empty completions prompt
+)
+
+// PromptTokenIDs is the simulated tokenizer behind EstimatePromptTokens: it
+// returns exactly EstimatePromptTokens(messages) token ids, derived from the
+// content, so that equal prompt prefixes give equal leading tokens (what
+// prefix caching keys on). Each message is <|start_header_id|>, its role,
+// <|end_header_id|>, one token per 4 bytes of its content and <|eot_id|>;
+// the reply prime is <|start_header_id|>assistant<|end_header_id|>. A text
+// token's id is a hash of its bytes.
+func PromptTokenIDs(messages []Message) []uint64 {
+	ids := make([]uint64, 0, EstimatePromptTokens(messages))
+	for _, m := range messages {
+		ids = append(ids, tokStartHeader, textID(m.Role), tokEndHeader)
+		ids = appendTextIDs(ids, m.Content)
+		ids = append(ids, tokEOT)
+	}
+	return append(ids, tokStartHeader, textID("assistant"), tokEndHeader)
+}
+
+// textTokenIDs is the completions prompt's tokenization: one token per 4
+// bytes (textTokens of them), or one token for an empty prompt.
+func textTokenIDs(s string) []uint64 {
+	if s == "" {
+		return []uint64{tokEmpty}
+	}
+	return appendTextIDs(make([]uint64, 0, textTokens(s)), s)
+}
+
+// appendTextIDs appends the ids of s's 4-byte pieces (the last may be shorter).
+func appendTextIDs(ids []uint64, s string) []uint64 {
+	for i := 0; i < len(s); i += 4 {
+		ids = append(ids, textID(s[i:min(i+4, len(s))]))
+	}
+	return ids
+}
+
+// textID is FNV-1a of a piece of text, with the top bit set.
+func textID(piece string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(piece); i++ {
+		h = (h ^ uint64(piece[i])) * 1099511628211
+	}
+	return h | 1<<63
+}
+
+// tokenIDs is the request's prompt as token ids (len = PromptTokens).
+func (r *request) tokenIDs() []uint64 {
+	if r.Chat {
+		return PromptTokenIDs(r.Messages)
+	}
+	return textTokenIDs(r.Prompt)
+}
+
 // request is a decoded and validated /v1/chat/completions or /v1/completions
 // body.
 type request struct {

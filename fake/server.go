@@ -16,8 +16,9 @@
 // carry fewer), each flushed as soon as the engine step that produced it
 // ends. After the last token, in the same write: a finish chunk with an
 // empty delta and finish_reason "length" (the output limit was reached) or
-// "stop" (a simulated EOS); a usage chunk (choices [], usage
-// {prompt_tokens, completion_tokens, total_tokens}) when
+// "stop" (a simulated EOS, with NaturalStop); a usage chunk (choices [], usage
+// {prompt_tokens, completion_tokens, total_tokens}, plus
+// prompt_tokens_details with prefix caching) when
 // stream_options.include_usage is true; and "data: [DONE]". With
 // stream_options.continuous_usage_stats as well (vLLM needs both), every
 // chunk carries the cumulative usage. /v1/completions streams the same way
@@ -46,8 +47,28 @@
 // the content tokens plus the EOS, as llama-server reports it. When n
 // reaches the limit the reason is "length" and completion_tokens is n.
 //
-// Prompt tokens are estimated, never tokenized: see EstimatePromptTokens
-// (chat) and ceil(bytes/4) for a completions prompt.
+// Prompt tokens are estimated, never tokenized by a real tokenizer: see
+// EstimatePromptTokens (chat) and ceil(bytes/4) for a completions prompt.
+// PromptTokenIDs gives those tokens ids derived from the content (a hash
+// per 4 bytes, plus the chat template's tokens), so equal prompt prefixes
+// have equal leading tokens.
+//
+// # Prefix caching
+//
+// With sim.Config.PrefixCaching (--prefix-caching) the server submits each
+// prompt's token ids, and the engine reuses the KV of the leading full
+// blocks it already holds (see package sim): a repeated prompt or a shared
+// system prompt prefills only the rest and its TTFT falls. Every usage
+// object then carries vLLM's
+//
+//	"usage":{"prompt_tokens":…,"completion_tokens":…,"total_tokens":…,"prompt_tokens_details":{"cached_tokens":N}}
+//
+// with N the prompt tokens found in the cache (a multiple of the block
+// size, 0 on a miss; at most ⌊(prompt − 1)/BlockSize⌋·BlockSize, since the
+// last prompt token is always computed), and /metrics adds
+// vllm:prefix_cache_queries_total and vllm:prefix_cache_hits_total. Off,
+// usage has no prompt_tokens_details. The firehose has no engine and
+// refuses the option.
 //
 // # Failure injection
 //
@@ -529,6 +550,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", strconv.FormatFloat(kv, 'g', -1, 64))
 	metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", strconv.FormatUint(st.PromptTokensTotal, 10))
 	metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", strconv.FormatUint(st.GenerationTokensTotal, 10))
+	if s.cfg.PrefixCaching {
+		metric("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", strconv.FormatUint(st.PrefixCacheQueries, 10))
+		metric("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", strconv.FormatUint(st.PrefixCacheHits, 10))
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = io.WriteString(w, b.String())
 }

@@ -24,7 +24,18 @@ type loopStats struct {
 // over requests; tok/s counts tokens emitted inside the window. A request
 // joins the first step that starts at or after its arrival.
 func closedLoop(cfg Config, concurrency, prompt, output int, stagger, warm, measure time.Duration) loopStats {
+	return closedLoopCached(cfg, concurrency, prompt, 0, output, stagger, warm, measure)
+}
+
+// closedLoopCached is closedLoop with prompts that share their first
+// shared tokens (the rest is unique to each request), added with their
+// block hashes so that prefix caching can hit.
+func closedLoopCached(cfg Config, concurrency, prompt, shared, output int, stagger, warm, measure time.Duration) loopStats {
 	s := NewScheduler(cfg)
+	tokens := make([]uint64, prompt)
+	for i := range min(shared, prompt) {
+		tokens[i] = uint64(i) // family 0: the common prefix
+	}
 	o := cfg.EffectiveOverhead()
 	type req struct {
 		sent, first, last time.Duration
@@ -67,7 +78,15 @@ func closedLoop(cfg Config, concurrency, prompt, output int, stagger, warm, meas
 			now = pending[0].at
 		}
 		for len(pending) > 0 && pending[0].at <= now {
-			if err := s.Add(pending[0].id, prompt, output, pending[0].at); err != nil {
+			id := pending[0].id
+			var hashes []uint64
+			if shared > 0 {
+				for i := shared; i < prompt; i++ {
+					tokens[i] = id<<32 | uint64(i)
+				}
+				hashes = BlockHashes(tokens, cfg.BlockSize)
+			}
+			if err := s.AddBlocks(id, prompt, hashes, output, pending[0].at); err != nil {
 				panic(err)
 			}
 			pending = pending[1:]

@@ -73,6 +73,17 @@ type Config struct {
 	// beyond it Submit returns ErrQueueFull (HTTP 429). 0 means unlimited.
 	// Default: 0.
 	MaxWaiting int
+	// PrefixCaching enables automatic prefix caching over KV blocks, as
+	// vLLM V1 (--enable-prefix-caching) and llama.cpp do: a request's full
+	// prompt blocks are identified by chained hashes of their tokens
+	// (BlockHashes); the leading blocks found in the cache are not
+	// prefilled again, and a request's computed prompt blocks are offered
+	// to the cache. Cached blocks stay in the KV cache until their space is
+	// needed, evicted least recently freed first, and never while a running
+	// sequence uses them. Only requests submitted with their prompt's
+	// tokens or block hashes (Engine.SubmitTokens, Scheduler.AddBlocks)
+	// take part. Default: false (the fidelity presets model no cache).
+	PrefixCaching bool
 	// Jitter is σ of a lognormal factor with mean 1 applied to every step
 	// duration and to every request's Overhead. 0 means deterministic.
 	// Default: 0.
@@ -256,6 +267,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sim: --max-waiting is %d: must be ≥ 0 (0 = unlimited)", c.MaxWaiting)
 	}
 	if c.Firehose() {
+		if c.PrefixCaching {
+			return errors.New("sim: --prefix-caching needs an engine, and the firehose (--prefill-ms 0 --per-token-ms 0) has none: drop one of them")
+		}
 		return nil
 	}
 	if c.StepBase <= 0 {
@@ -309,6 +323,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.KVCapacityTokens, "kv-capacity-tokens", c.KVCapacityTokens, "KV cache size in tokens (whole blocks); exhaustion preempts the newest sequence")
 	fs.IntVar(&c.BlockSize, "block-size", c.BlockSize, "KV block size in tokens")
 	fs.IntVar(&c.MaxWaiting, "max-waiting", c.MaxWaiting, "waiting-queue limit; beyond it requests get HTTP 429 (0 = unlimited)")
+	fs.BoolVar(&c.PrefixCaching, "prefix-caching", c.PrefixCaching, "automatic prefix caching over KV blocks (vLLM V1, llama.cpp): cached leading prompt blocks are not prefilled again and usage reports prompt_tokens_details.cached_tokens")
 	fs.Float64Var(&c.Jitter, "jitter", c.Jitter, "lognormal σ applied to step times and request overheads (0 = deterministic)")
 }
 

@@ -43,6 +43,34 @@
 // request whose prompt + output exceeds the whole cache is refused
 // (ErrTooLong). Cancel frees the slot and KV at the next step.
 //
+// # Prefix caching
+//
+// With Config.PrefixCaching (--prefix-caching; off by default and in every
+// preset) the KV cache is also a prefix cache, like vLLM V1's automatic
+// prefix caching and llama.cpp's. A request submitted with its prompt's
+// token ids (Engine.SubmitTokens) or block hashes (Scheduler.AddBlocks)
+// identifies each full prompt block by a chained hash, BlockHashes:
+// hash(hash of the previous block, the block's BlockSize tokens), so two
+// prompts share a block only when they agree on every token up to its end;
+// a trailing partial block is never cached. On admission the longest run
+// of its leading blocks found in the cache counts as computed, capped at
+// ⌊(tokens − 1)/BlockSize⌋ blocks (vLLM's max_cache_hit_length = num_tokens
+// − 1: the last token is always computed to produce logits, so a repeated
+// prompt whose length is a multiple of BlockSize recomputes its whole last
+// block). Only the rest is prefilled, its attention still paying for the
+// cached context (p in q·(p + q/2) includes it), so TTFT falls; the hit at
+// the first admission is Seq.CachedTokens (Emit.CachedTokens), which the
+// server reports as usage.prompt_tokens_details.cached_tokens. Prompt
+// blocks are offered to the cache as soon as they are computed; output
+// tokens are never cached. Cached blocks live inside KVCapacityTokens:
+// those no running sequence uses count as free, and allocation takes empty
+// blocks first, then evicts the least recently freed cached blocks (a
+// finished request's blocks are freed last block first, so a prefix loses
+// its tail before its head); blocks in use are never evicted, and a
+// preempted sequence can hit its own prompt blocks on readmission.
+// Stats.PrefixCacheQueries and PrefixCacheHits count looked-up and hit
+// tokens at every admission, as vLLM's prefix_cache_queries/hits.
+//
 // # Constants (Config) and their defaults
 //
 // Defaults are the vllm-8b-h100 preset; the demo presets scale a, b, c and
@@ -61,6 +89,7 @@
 //	BlockSize (--block-size)                  tokens                  16
 //	MaxWaiting (--max-waiting)                requests, 0 = ∞         0
 //	Jitter (--jitter)                         lognormal σ             0
+//	PrefixCaching (--prefix-caching)          on/off                  off
 //	PrefillMs / PerTokenMs / DefaultTokens    ms / ms / tokens        9.506/6.506/128  80/4/128  30/2/128
 //	DefaultPromptTokens                       tokens                  64
 //
@@ -175,4 +204,15 @@
 // when the KV cache binds, the running count is capped at what it holds at
 // the mean footprint. Predict takes microseconds to a few seconds (long
 // prompts at high concurrency).
+//
+// PredictCached(cfg, C, prompt, cached, output) is the same steady state
+// when every request finds its first cached prompt tokens in the prefix
+// cache (PrefixCaching on; cached is rounded down to whole blocks and
+// capped at what the scheduler can hit): each prefill computes prompt −
+// cached tokens attending to the cached ones, and the cached blocks are
+// held once for all running sequences. For a hit fraction h pass h·prompt.
+// Checked against the closed loop in which every 1000-token prompt shares
+// its first 800 tokens (vllm-8b-h100, C = 1, 8, 64): tok/s and ITL within
+// 0.1 %, TTFT within 2.1 % (and about half the uncached TTFT). It assumes
+// a warm cache that is never evicted.
 package sim

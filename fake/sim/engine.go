@@ -198,7 +198,9 @@ type Seq struct {
 	notify   chan struct{} // 1-buffered
 	seen     int           // tokens already returned by Next
 	prompt   int
+	hashes   []uint64 // prompt block hashes (prefix caching)
 	max      int
+	cached   atomic.Int64  // prompt tokens found in the prefix cache
 	due      time.Duration // engine clock time its overhead ends (it may join a step)
 	canceled atomic.Bool
 }
@@ -215,6 +217,24 @@ const (
 // are expected to wait for a running slot, ErrTooLong when the request can
 // never fit the KV cache, and ErrClosed after Close.
 func (e *Engine) Submit(promptTokens, maxTokens int) (*Seq, error) {
+	return e.submit(promptTokens, nil, maxTokens)
+}
+
+// SubmitTokens is Submit for a prompt given as its token ids, so that with
+// Config.PrefixCaching the request reuses the KV of the leading prompt
+// blocks it shares with earlier requests (and offers its own). The block
+// hashes are computed here, on the caller's goroutine. An empty prompt
+// counts as one token. Without PrefixCaching it is Submit(len(tokens),
+// maxTokens).
+func (e *Engine) SubmitTokens(tokens []uint64, maxTokens int) (*Seq, error) {
+	var hashes []uint64
+	if e.cfg.PrefixCaching {
+		hashes = BlockHashes(tokens, e.cfg.BlockSize)
+	}
+	return e.submit(len(tokens), hashes, maxTokens)
+}
+
+func (e *Engine) submit(promptTokens int, hashes []uint64, maxTokens int) (*Seq, error) {
 	if promptTokens < 0 {
 		return nil, fmt.Errorf("sim: prompt tokens %d < 0", promptTokens)
 	}
@@ -229,7 +249,7 @@ func (e *Engine) Submit(promptTokens, maxTokens int) (*Seq, error) {
 		return nil, fmt.Errorf("sim: %d prompt + %d output tokens exceed the KV cache of %d tokens: %w",
 			promptTokens, maxTokens, e.cfg.KVCapacityTokens/bs*bs, ErrTooLong)
 	}
-	s := &Seq{e: e, id: e.nextID.Add(1), notify: make(chan struct{}, 1), prompt: promptTokens, max: maxTokens}
+	s := &Seq{e: e, id: e.nextID.Add(1), notify: make(chan struct{}, 1), prompt: promptTokens, hashes: hashes, max: maxTokens}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -277,6 +297,11 @@ func (e *Engine) enqueueLocked(s *Seq) {
 
 // ID is the sequence's id, unique within its engine.
 func (s *Seq) ID() uint64 { return s.id }
+
+// CachedTokens is the number of prompt tokens the sequence found in the
+// prefix cache when it was first scheduled, so did not prefill (0 without
+// Config.PrefixCaching). It is set before Next returns the first token.
+func (s *Seq) CachedTokens() int { return int(s.cached.Load()) }
 
 // Generated is the number of tokens generated so far (including tokens Next
 // has not returned yet).
@@ -388,7 +413,7 @@ func (e *Engine) loop(sch *Scheduler) {
 				continue
 			}
 			// Submit checked the length, so Add cannot fail here.
-			if err := sch.Add(s.id, s.prompt, s.max, now); err != nil {
+			if err := sch.AddBlocks(s.id, s.prompt, s.hashes, s.max, now); err != nil {
 				s.state.Add(finishedBit)
 				continue
 			}
@@ -486,6 +511,9 @@ func deliver(live map[uint64]*Seq, tokens []Emit) {
 		s := live[t.ID]
 		if s == nil {
 			continue // cancelled
+		}
+		if t.First {
+			s.cached.Store(int64(t.CachedTokens))
 		}
 		v := uint64(t.N)
 		if t.Last {

@@ -26,6 +26,20 @@ type Prediction struct {
 // for the method and its accuracy. It returns a zero Prediction for a
 // firehose configuration or concurrency < 1.
 func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction {
+	return PredictCached(cfg, concurrency, promptTokens, 0, outputTokens)
+}
+
+// PredictCached is Predict for requests whose first cachedTokens prompt
+// tokens are found in the prefix cache (Config.PrefixCaching), e.g. a
+// system prompt every client shares: each prefill computes only the rest,
+// attending to the cached context, and the cached blocks are held once for
+// all running sequences. cachedTokens is rounded down to whole blocks and
+// capped at ⌊(prompt − 1)/BlockSize⌋·BlockSize, what the scheduler can hit
+// (the last prompt token is always computed); it is ignored without
+// PrefixCaching. For a hit fraction h of a P-token prompt pass h·P. The
+// prediction assumes every request hits (a warm cache that is never
+// evicted); the first request of each prefix pays the full prefill.
+func PredictCached(cfg Config, concurrency, promptTokens, cachedTokens, outputTokens int) Prediction {
 	if concurrency < 1 || cfg.Firehose() || cfg.StepBase <= 0 {
 		return Prediction{}
 	}
@@ -35,6 +49,12 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 	}
 	if outputTokens <= 0 {
 		outputTokens = max(cfg.DefaultTokens, 1)
+	}
+	bsz := max(cfg.BlockSize, 1)
+	K := 0.0 // cached prompt tokens per request
+	if cfg.PrefixCaching && cachedTokens > 0 {
+		k := min(cachedTokens/bsz, (int(P)-1)/bsz) * bsz
+		K = float64(max(k, 0))
 	}
 	D := float64(outputTokens)
 	C := float64(concurrency)
@@ -46,7 +66,7 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 	// half a block of rounding).
 	bs := float64(max(cfg.BlockSize, 1))
 	kvCap := math.Floor(float64(cfg.KVCapacityTokens)/bs) * bs
-	maxRun := math.Min(float64(max(cfg.MaxNumSeqs, 1)), math.Floor(kvCap/(P+D/2+bs/2)))
+	maxRun := math.Min(float64(max(cfg.MaxNumSeqs, 1)), math.Floor((kvCap-K)/(P-K+D/2+bs/2)))
 	maxRun = math.Max(maxRun, 1)
 
 	// Per-request work: decode context summed over its D−1 decode steps.
@@ -72,7 +92,7 @@ func Predict(cfg Config, concurrency, promptTokens, outputTokens int) Prediction
 		capped := false
 		for range 100 {
 			nd := lambda * (D - 1)
-			sm = stepModel{cfg: &cfg, nd: nd, P: P, kvd: lambda * kvDecodePerReq, budget: budget, fin: map[int]float64{}}
+			sm = stepModel{cfg: &cfg, nd: nd, P: P, K: K, kvd: lambda * kvDecodePerReq, budget: budget, fin: map[int]float64{}}
 			if sync {
 				all = sm.evenly(lambda)
 			} else {
@@ -173,11 +193,12 @@ func poisson(lambda float64, n int) []float64 {
 }
 
 // stepModel computes step durations for a steady state with nd decodes
-// holding kvd context tokens per step, plus k prefills of P tokens.
+// holding kvd context tokens per step, plus k prefills of P tokens of which
+// the first K are cached (not computed, but attended to and held).
 type stepModel struct {
-	cfg                *Config
-	nd, P, kvd, budget float64
-	fin                map[int]float64 // memo of super's finish for chunked groups
+	cfg                   *Config
+	nd, P, K, kvd, budget float64
+	fin                   map[int]float64 // memo of super's finish for chunked groups
 }
 
 // super is what k prefills of P tokens cost when they start together with
@@ -191,11 +212,16 @@ func (m stepModel) super(k int) (total float64, n int, finish float64) {
 		return m.cfg.stepMs(m.nd, m.kvd, 0), 1, 0
 	}
 	capTok := math.Max(1, m.budget-m.nd)
-	work := float64(k) * m.P
+	Q := m.P - m.K // computed tokens per prompt
+	work := float64(k) * Q
 	n = max(1, int(math.Ceil(work/capTok-1e-9)))
-	full := m.cfg.stepMs(m.nd+capTok, m.kvd+capTok, capTok*m.P/2)
+	// A computed token attends on average to the cache plus half the
+	// computed part: Q·(K + Q/2) per prompt, as the scheduler charges it.
+	att := m.K + Q/2
+	held := float64(k) * m.K / float64(n) // cached context of the prefills in a step
+	full := m.cfg.stepMs(m.nd+capTok, m.kvd+capTok+held, capTok*att)
 	last := work - float64(n-1)*capTok
-	total = float64(n-1)*full + m.cfg.stepMs(m.nd+last, m.kvd+last, last*m.P/2)
+	total = float64(n-1)*full + m.cfg.stepMs(m.nd+last, m.kvd+last+held, last*att)
 	if n == 1 {
 		return total, 1, total
 	}
@@ -203,7 +229,7 @@ func (m stepModel) super(k int) (total float64, n int, finish float64) {
 		return total, n, f
 	}
 	for i := 1; i <= k; i++ {
-		c := int(math.Ceil(float64(i)*m.P/capTok - 1e-9)) // the step that completes prompt i
+		c := int(math.Ceil(float64(i)*Q/capTok - 1e-9)) // the step that completes prompt i
 		if c >= n {
 			finish += total
 		} else {

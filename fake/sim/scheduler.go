@@ -17,6 +17,10 @@ type Emit struct {
 	// Last is true when the request emitted its final token (it is also
 	// listed in StepResult.Finished).
 	Last bool
+	// CachedTokens, on the First emit, is the number of prompt tokens the
+	// request found in the prefix cache when it was first scheduled (0
+	// without Config.PrefixCaching).
+	CachedTokens int
 }
 
 // StepResult describes one engine iteration planned by Scheduler.Step. The
@@ -53,6 +57,16 @@ type Stats struct {
 	Steps                 uint64 // iterations run
 	Finished              uint64 // requests that emitted all their tokens
 	Canceled              uint64 // requests removed by Cancel before finishing
+	// PrefixCacheQueries counts the tokens of requests looked up in the
+	// prefix cache (prompt plus generated, at every admission), and
+	// PrefixCacheHits the tokens found, as vLLM's
+	// prefix_cache_queries/hits counters. Both stay 0 without
+	// Config.PrefixCaching.
+	PrefixCacheQueries uint64
+	PrefixCacheHits    uint64
+	// CachedBlocks is the number of KV blocks that hold a cached prefix
+	// block, in use or evictable.
+	CachedBlocks int
 }
 
 // seq is one request inside the scheduler.
@@ -62,11 +76,20 @@ type seq struct {
 	maxTokens int
 	computed  int // tokens whose KV is held (prompt + generated processed)
 	generated int // output tokens emitted
-	blocks    int // KV blocks held
-	canceled  bool
-	running   bool
-	q         int // tokens scheduled in the step being planned (0: not in it)
-	order     uint64
+	blocks    int // KV blocks held, shared ones included
+	// hashes are the chained hashes of the prompt's full blocks (nil when
+	// prefix caching is off or the prompt fills no block).
+	hashes []uint64
+	// shared are the cached blocks the sequence references (hits at
+	// admission, then the prompt blocks it computed and registered);
+	// blocks − len(shared) are private.
+	shared     []*cblock
+	registered int // leading prompt blocks hit or offered to the cache
+	cached     int // prompt tokens hit at the first admission; -1 before it
+	canceled   bool
+	running    bool
+	q          int // tokens scheduled in the step being planned (0: not in it)
+	order      uint64
 }
 
 // need is how many tokens the sequence must process before it can emit: the
@@ -81,9 +104,14 @@ func (s *seq) decoding() bool { return s.generated > 0 && s.need() == 1 }
 // in virtual time. It starts no goroutines, never sleeps and never reads the
 // clock; the caller passes time in. It is not safe for concurrent use.
 type Scheduler struct {
-	cfg        Config
-	blocksCap  int
+	cfg       Config
+	blocksCap int
+	// blocksFree is the blocks that can be allocated: empty ones plus
+	// cached blocks no running sequence uses (evictable, LRU first).
 	blocksFree int
+	empty      int
+	cache      map[uint64]*cblock // prefix cache: block hash → block
+	lru        cblock             // sentinel of the evictable list; lru.next is evicted first
 	seqs       map[uint64]*seq
 	running    []*seq // admission order, oldest first
 	waiting    []*seq // FCFS; preempted sequences are put at the head
@@ -115,10 +143,13 @@ func NewScheduler(cfg Config) *Scheduler {
 		cfg:        cfg,
 		blocksCap:  blocks,
 		blocksFree: blocks,
+		empty:      blocks,
+		cache:      make(map[uint64]*cblock),
 		seqs:       make(map[uint64]*seq),
 		rng:        rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)),
 	}
 	s.stats.KVCapacityTokens = blocks * cfg.BlockSize
+	s.lru.prev, s.lru.next = &s.lru, &s.lru
 	return s
 }
 
@@ -128,6 +159,15 @@ func NewScheduler(cfg Config) *Scheduler {
 // duplicate id, a negative prompt, or a request whose prompt + output could
 // never fit in the KV cache.
 func (s *Scheduler) Add(id uint64, promptTokens, maxTokens int, at time.Duration) error {
+	return s.AddBlocks(id, promptTokens, nil, maxTokens, at)
+}
+
+// AddBlocks is Add for a request whose prompt's full blocks have the chained
+// hashes blockHashes (BlockHashes of its prompt tokens), so that with
+// Config.PrefixCaching it can reuse, and then offers to the cache, the KV of
+// the blocks it shares with earlier prompts. blockHashes is ignored without
+// PrefixCaching; more hashes than the prompt's full blocks is an error.
+func (s *Scheduler) AddBlocks(id uint64, promptTokens int, blockHashes []uint64, maxTokens int, at time.Duration) error {
 	_ = at // arrival order is the call order; at is kept for symmetry with Step
 	if promptTokens < 0 {
 		return fmt.Errorf("sim: request %d: prompt tokens %d < 0", id, promptTokens)
@@ -148,7 +188,14 @@ func (s *Scheduler) Add(id uint64, promptTokens, maxTokens int, at time.Duration
 		return fmt.Errorf("sim: request needs %d prompt + %d output tokens of KV but the cache holds %d tokens: %w",
 			promptTokens, maxTokens, s.stats.KVCapacityTokens, ErrTooLong)
 	}
-	q := &seq{id: id, prompt: promptTokens, maxTokens: maxTokens}
+	if len(blockHashes) > promptTokens/s.cfg.BlockSize {
+		return fmt.Errorf("sim: request %d: %d block hashes for %d prompt tokens in blocks of %d: at most one per full block",
+			id, len(blockHashes), promptTokens, s.cfg.BlockSize)
+	}
+	q := &seq{id: id, prompt: promptTokens, maxTokens: maxTokens, cached: -1}
+	if s.cfg.PrefixCaching && len(blockHashes) > 0 {
+		q.hashes = blockHashes
+	}
 	s.seqs[id] = q
 	s.waiting = append(s.waiting, q)
 	s.stats.PromptTokensTotal += uint64(promptTokens)
@@ -172,6 +219,7 @@ func (s *Scheduler) Stats() Stats {
 	st := s.stats
 	st.Running, st.Waiting = len(s.running), len(s.waiting)
 	st.KVUsedTokens = (s.blocksCap - s.blocksFree) * s.cfg.BlockSize
+	st.CachedBlocks = len(s.cache)
 	return st
 }
 
@@ -217,15 +265,30 @@ func (s *Scheduler) Step(now time.Duration) StepResult {
 	// Pass 3: admit waiting requests FCFS, not in a step that preempted.
 	for len(r.Preempted) == 0 && budget > 0 && len(s.waiting) > 0 && len(s.running) < s.cfg.MaxNumSeqs {
 		q := s.waiting[0]
-		n := min(q.need(), budget)
-		nb := blocksFor(n, s.cfg.BlockSize)
-		if nb > s.blocksFree {
+		hits, touch := s.lookup(q)
+		done := len(hits) * s.cfg.BlockSize
+		n := min(q.prompt+q.generated-done, budget)
+		nb := blocksFor(done+n, s.cfg.BlockSize) - len(hits)
+		if nb+touch > s.blocksFree {
 			break
 		}
 		s.waiting[0] = nil
 		s.waiting = s.waiting[1:]
-		s.blocksFree -= nb
-		q.blocks = nb
+		if s.cfg.PrefixCaching {
+			s.stats.PrefixCacheQueries += uint64(q.prompt + q.generated)
+			s.stats.PrefixCacheHits += uint64(done)
+		}
+		if q.cached < 0 {
+			q.cached = done
+		}
+		for _, b := range hits {
+			s.ref(b)
+		}
+		q.shared = append(q.shared[:0], hits...)
+		q.registered = len(hits)
+		q.computed = done
+		s.alloc(nb)
+		q.blocks = len(hits) + nb
 		q.running = true
 		s.order++
 		q.order = s.order
@@ -267,11 +330,16 @@ func (s *Scheduler) Step(now time.Duration) StepResult {
 		}
 		q.computed += q.q
 		q.q = 0
+		s.register(q)
 		if q.computed == q.prompt+q.generated {
 			q.generated++
 			s.stats.GenerationTokensTotal++
 			last := q.generated >= q.maxTokens
-			r.Tokens = append(r.Tokens, Emit{ID: q.id, N: 1, First: q.generated == 1, Last: last})
+			e := Emit{ID: q.id, N: 1, First: q.generated == 1, Last: last}
+			if e.First {
+				e.CachedTokens = q.cached
+			}
+			r.Tokens = append(r.Tokens, e)
 			if last {
 				r.Finished = append(r.Finished, q.id)
 				s.finish(q)
@@ -304,7 +372,7 @@ func (s *Scheduler) reserve(q *seq, n int, r *StepResult) bool {
 			return false
 		}
 	}
-	s.blocksFree -= need
+	s.alloc(need)
 	q.blocks += need
 	return true
 }
@@ -313,9 +381,9 @@ func (s *Scheduler) reserve(q *seq, n int, r *StepResult) bool {
 // the waiting queue; on readmission it recomputes prompt + generated tokens.
 func (s *Scheduler) preempt(v *seq, r *StepResult) {
 	s.running = s.running[:len(s.running)-1]
-	s.blocksFree += v.blocks
+	s.release(v)
 	s.refund += v.q
-	v.blocks, v.computed, v.q, v.running = 0, 0, 0, false
+	v.computed, v.q, v.running = 0, 0, false
 	s.waiting = append([]*seq{v}, s.waiting...)
 	s.stats.Preemptions++
 	r.Preempted = append(r.Preempted, v.id)
@@ -323,8 +391,7 @@ func (s *Scheduler) preempt(v *seq, r *StepResult) {
 
 // finish frees a sequence that is done or canceled.
 func (s *Scheduler) finish(q *seq) {
-	s.blocksFree += q.blocks
-	q.blocks = 0
+	s.release(q)
 	q.running = false
 	delete(s.seqs, q.id)
 }
@@ -367,4 +434,131 @@ func (s *Scheduler) compactRunning() {
 	}
 	clear(s.running[len(rs):])
 	s.running = rs
+}
+
+// cblock is a KV block that holds a cached prefix block: its chained hash,
+// the running sequences that use it, and its place in the evictable list
+// while none does.
+type cblock struct {
+	hash       uint64
+	ref        int
+	prev, next *cblock // evictable list links; nil while in use
+}
+
+// lookup returns the longest run of q's leading prompt blocks in the cache,
+// at most (prompt + generated − 1)/BlockSize blocks: like vLLM
+// (max_cache_hit_length = num_tokens − 1), the last token is always
+// computed, to produce logits, so a prompt that is entirely cached still
+// recomputes its last block. touch is how many of them are evictable, so
+// taking them uses up free blocks.
+func (s *Scheduler) lookup(q *seq) (hits []*cblock, touch int) {
+	if len(q.hashes) == 0 {
+		return nil, 0
+	}
+	limit := min(len(q.hashes), (q.prompt+q.generated-1)/s.cfg.BlockSize)
+	for i := 0; i < limit; i++ {
+		b, ok := s.cache[q.hashes[i]]
+		if !ok {
+			break
+		}
+		if b.ref == 0 {
+			touch++
+		}
+		hits = append(hits, b)
+	}
+	return hits, touch
+}
+
+// ref takes a reference on a cached block, removing it from the evictable
+// list if nobody used it.
+func (s *Scheduler) ref(b *cblock) {
+	if b.ref == 0 {
+		b.prev.next, b.next.prev = b.next, b.prev
+		b.prev, b.next = nil, nil
+		s.blocksFree--
+	}
+	b.ref++
+}
+
+// alloc takes n blocks: empty ones first, then the least recently freed
+// cached blocks, whose prefixes are forgotten. The caller checked n ≤
+// blocksFree.
+func (s *Scheduler) alloc(n int) {
+	s.blocksFree -= n
+	e := min(n, s.empty)
+	s.empty -= e
+	for range n - e {
+		b := s.lru.next
+		b.prev.next, b.next.prev = b.next, b.prev
+		b.prev, b.next = nil, nil
+		delete(s.cache, b.hash)
+	}
+}
+
+// release frees q's blocks: private ones become empty, shared ones lose a
+// reference and, unused, join the evictable list. They are released last
+// block first, so a prefix's tail is evicted before its head (vLLM frees a
+// request's blocks in reverse order for the same reason).
+func (s *Scheduler) release(q *seq) {
+	private := q.blocks - len(q.shared)
+	s.empty += private
+	s.blocksFree += private
+	for i := len(q.shared) - 1; i >= 0; i-- {
+		b := q.shared[i]
+		b.ref--
+		if b.ref == 0 {
+			b.prev, b.next = s.lru.prev, &s.lru
+			s.lru.prev.next = b
+			s.lru.prev = b
+			s.blocksFree++
+		}
+	}
+	clear(q.shared)
+	q.shared = q.shared[:0]
+	q.blocks = 0
+}
+
+// register offers q's newly computed full prompt blocks to the cache. A
+// block whose hash is already cached (another sequence computed the same
+// prefix at the same time) stays private.
+func (s *Scheduler) register(q *seq) {
+	full := min(min(q.computed, q.prompt)/s.cfg.BlockSize, len(q.hashes))
+	for ; q.registered < full; q.registered++ {
+		h := q.hashes[q.registered]
+		if _, ok := s.cache[h]; ok {
+			continue
+		}
+		b := &cblock{hash: h, ref: 1}
+		s.cache[h] = b
+		q.shared = append(q.shared, b)
+	}
+}
+
+// BlockHashes returns the chained hashes of the full blocks of tokens, as
+// vLLM's automatic prefix caching computes them: block i's hash is
+// hash(hash of block i−1, its blockSize token ids), so two prompts share a
+// block's hash only when they agree on every token up to its end. The
+// trailing partial block has none.
+func BlockHashes(tokens []uint64, blockSize int) []uint64 {
+	if blockSize < 1 {
+		return nil
+	}
+	out := make([]uint64, 0, len(tokens)/blockSize)
+	h := uint64(0x6a09e667f3bcc908) // the root's parent
+	for i := 0; i+blockSize <= len(tokens); i += blockSize {
+		for _, t := range tokens[i : i+blockSize] {
+			h = mix64(h ^ t)
+		}
+		h = mix64(h ^ uint64(blockSize))
+		out = append(out, h)
+	}
+	return out
+}
+
+// mix64 is splitmix64's finalizer.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }

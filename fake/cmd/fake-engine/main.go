@@ -167,6 +167,18 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	if cfg.Firehose() {
 		mode = "firehose: no engine, answers as fast as the server can write"
 	}
+	var quirks []string
+	for _, q := range []struct {
+		on   bool
+		name string
+	}{{cfg.PrefixCaching, "prefix caching"}, {st.opts.NaturalStop, "natural EOS"}, {st.opts.CloseAfterStream, "closes connections after streams"}, {st.opts.RoleInEveryDelta, "role in every delta"}} {
+		if q.on {
+			quirks = append(quirks, q.name)
+		}
+	}
+	if len(quirks) > 0 {
+		mode += "; " + strings.Join(quirks, ", ")
+	}
 	note := ""
 	if st.preset == "friendli-like" {
 		note = "; friendli-like numbers are illustrative, NOT Friendli Engine's measured performance"

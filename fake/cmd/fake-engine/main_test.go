@@ -222,6 +222,14 @@ func TestConfigure(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 7, cfg.MaxNumSeqs)
 	assert.Equal(t, 3*time.Millisecond, cfg.StepBase)
+	// The real-engine behaviours are off by default and on with their flags.
+	cfg, st, err := configure(io.Discard, nil)
+	require.NoError(t, err)
+	assert.False(t, cfg.PrefixCaching || st.opts.NaturalStop || st.opts.CloseAfterStream || st.opts.RoleInEveryDelta)
+	cfg, st, err = configure(io.Discard, strings.Fields("--prefix-caching --natural-stop --close-after-stream --role-in-every-delta --error-rate 1 --error-kinds error-event"))
+	require.NoError(t, err)
+	assert.True(t, cfg.PrefixCaching && st.opts.NaturalStop && st.opts.CloseAfterStream && st.opts.RoleInEveryDelta)
+	assert.Equal(t, []string{"error-event"}, st.opts.ErrorKinds)
 	// Bad server options fail run fast, with the reason.
 	err = run(context.Background(), io.Discard, io.Discard, strings.Fields("--port 0 --error-rate 0.5"))
 	require.ErrorContains(t, err, "needs error kinds")
