@@ -264,3 +264,62 @@ func TestClosingServerLosesNothing(t *testing.T) {
 		assert.True(t, rec.NewConn, "seq %d: a connection of its own", rec.Seq)
 	}
 }
+
+// TestNoPrefixCacheHitsAcrossSamples measures a simulated engine with
+// automatic prefix caching (sim.Config.PrefixCaching, vLLM's rule) at
+// concurrency 1 with 2000-token prompts, three samples. With the suite's
+// run-wide seqs the third sample's TTFT p50 is within 10 % of the first's
+// and the server reports no cached tokens. The second row restarts the
+// seqs at 0 in every sample, as the old suite did: the engine then serves
+// later samples from its cache, TTFT falls and the cached fraction rises,
+// which shows the first row's check can fail.
+func TestNoPrefixCacheHitsAcrossSamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few seconds of load")
+	}
+	for _, tt := range []struct {
+		name      string
+		restart   bool // reset the engine's seqs before every sample (the old scheme)
+		wantCache bool
+	}{
+		{"run-wide seqs", false, false},
+		{"seqs restart per sample", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := sim.Preset("vllm-like")
+			require.NoError(t, err)
+			cfg.PrefixCaching = true
+			r, err := fake.Start(cfg, fake.Options{Model: simulatedModel})
+			require.NoError(t, err)
+			t.Cleanup(func() { r.Close() })
+			o := testOptions(t, "cached="+r.URL())
+			o.InputTokens, o.OutputTokens = 2000, 8
+			s, err := New(context.Background(), o)
+			require.NoError(t, err)
+			defer s.Close()
+			e := s.engines[0]
+			var ttft []time.Duration
+			var cached []float64
+			for range 3 {
+				if tt.restart {
+					e.nextSeq, e.started = 0, 0
+				}
+				lv := runLevel(s, e, 1, 4)
+				require.NoError(t, lv.err())
+				require.Positive(t, lv.Summary.CachedReports, "the server reports cached tokens")
+				ttft = append(ttft, lv.Summary.TTFT.P50)
+				cached = append(cached, lv.Summary.CachedFraction)
+			}
+			t.Logf("TTFT p50 per sample %v, cached fraction %v", ttft, cached)
+			if tt.wantCache {
+				// vllm-like's TTFT is 80 ms of non-blocking overhead plus the
+				// prefill the cache skips: more than the first row's 10 % gone.
+				assert.Less(t, float64(ttft[2]), 0.9*float64(ttft[0]), "the cache serves the repeated prompts")
+				assert.Greater(t, cached[2], 0.9)
+				return
+			}
+			assert.InEpsilon(t, float64(ttft[0]), float64(ttft[2]), 0.10, "third sample's TTFT p50 vs the first's")
+			assert.Equal(t, []float64{0, 0, 0}, cached)
+		})
+	}
+}
