@@ -81,6 +81,11 @@ type Result struct {
 	Records []record.Record
 	// Window is the measured window (see Window).
 	Window Window
+	// RampedUp is when the last slot started its first request (offset
+	// from the epoch; 0 if not every slot started): the earliest instant
+	// the window may start. Persisted with the records, it lets the window
+	// be recomputed from them exactly (MeasuredWindow).
+	RampedUp time.Duration
 	// Dispatched is the number of measured requests handed out.
 	Dispatched int
 	// NextSeq is one past the highest seq this run handed out (warm-ups
@@ -321,6 +326,7 @@ func (r *Run) Finish() Result {
 	if !r.rampedUp.IsZero() {
 		ramped = r.rampedUp.Sub(r.epoch)
 	}
+	res.RampedUp = ramped
 	res.Window = measuredWindow(res.Records, ramped)
 	r.result = res
 	return res
@@ -331,6 +337,14 @@ func (r *Run) pending() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.outstanding
+}
+
+// MeasuredWindow is the window Finish computes from a run's records and
+// its RampedUp: first measured Sent (or notBefore, if later) → last measured
+// Done; the zero Window when nothing was measured. It is exported so that
+// results recomputed from saved records use the very same rule.
+func MeasuredWindow(recs []record.Record, notBefore time.Duration) Window {
+	return measuredWindow(recs, notBefore)
 }
 
 // measuredWindow is first measured Sent (or notBefore, if later) → last

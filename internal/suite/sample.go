@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
+	"time"
 
-	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
+	"github.com/inferbench/inferbench/internal/results"
 )
 
 // Sample is one sample of one engine at one level in progress: a closed
@@ -26,6 +26,7 @@ type Sample struct {
 	c      int
 	n      int // the sample's index among this engine's samples at c
 	run    *load.Run
+	meta   results.SampleMeta // what the samples file says of this sample
 	ctx    context.Context
 	cancel context.CancelFunc
 	err    error // the first Dispatch error
@@ -49,6 +50,11 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
+	sm.meta = results.SampleMeta{Concurrency: c, Streams: s.shard.share(c), Sample: sm.n}
+	if err := sm.waitForStart(); err != nil {
+		sm.cancel()
+		return nil, err
+	}
 	e.mu.Lock()
 	// The k-th sample of every engine starts at seq k·seqBlock, so engines
 	// measured in the same order get the same prompts sample by sample;
@@ -61,12 +67,14 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		rec.Engine = e.name
 		rec.Concurrency = c
 		rec.Sample = sm.n
+		rec.Seq = s.shard.seq(rec.Seq)
 		req := s.work.Request(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
 	}
+	sm.meta.Started = time.Since(s.epoch)
 	run, err := load.Start(ctx, load.Config{
-		Concurrency: c,
+		Concurrency: sm.meta.Streams,
 		Warmup:      s.opt.Warmup,
 		Stagger:     e.stagger(),
 		Epoch:       s.epoch,
@@ -106,6 +114,8 @@ type Result struct {
 	// Interrupted is set when the run was stopped mid-sample: the records
 	// are saved, the numbers are not a full sample and are not reported.
 	Interrupted bool
+
+	failedLine string // the "# FAILED ..." comment written before Line, if any
 }
 
 // Metric is one value of a result line.
@@ -124,54 +134,31 @@ func (sm *Sample) Finish() Result {
 	e.mu.Lock()
 	e.nextSeq = res.NextSeq
 	e.mu.Unlock()
-	var out Result
+	var saveErrs []error
 	if err := s.dir.Records(e.name, res.Records); err != nil {
-		out.Errs = append(out.Errs, fmt.Errorf("saving records: %w", err))
+		saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", err))
 	}
-	out.Summary = metrics.Summarize(res.Records, res.Window)
-	if sm.ctx.Err() != nil {
-		out.Interrupted = true
-		return out
+	interrupted := sm.ctx.Err() != nil
+	if err := s.dir.Sample(e.name, sm.sampleMeta(res, interrupted)); err != nil {
+		saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
 	}
+	if interrupted {
+		return Result{Summary: metrics.Summarize(res.Records, res.Window), Errs: saveErrs, Interrupted: true}
+	}
+	// The result is a function of the records, the window and the
+	// analysis options only: -from recomputes it with the same call.
+	out := analyze(res.Records, res.Window, s.analysisOf(e, c, sm.n))
+	out.Errs = append(saveErrs, out.Errs...)
 	if sm.err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("dispatch: %w", sm.err))
 	}
-	sum := out.Summary
-	if m := sum.E2E.Mean; m > 0 {
+	if m := out.Summary.E2E.Mean; m > 0 {
 		e.lastE2E.Store(int64(m))
 	}
-	out.Metrics = reportedMetrics(sum)
-	if s.allSimulated() {
-		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.OutputTokens)
-		out.Metrics = append(out.Metrics,
-			Metric{ratio(sum.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
-			Metric{ratio(sum.ReqPerSec, pred.ReqPerSec), "req/s-vs-model"},
-			// Means against the model's means: a median would compare a
-			// different statistic whenever step times are skewed (a few long
-			// steps with prefills among many short decode-only ones).
-			Metric{ratio(float64(sum.TTFT.Mean), float64(pred.TTFT)), "ttft-vs-model"},
-			Metric{ratio(float64(sum.ITL.Mean), float64(pred.ITL)), "itl-vs-model"},
-		)
-		out.Logs = append(out.Logs, fmt.Sprintf("simulator's prediction: %.0f tok/s, %.2f req/s, ttft %v, itl %v",
-			pred.OutputTokPerSec, pred.ReqPerSec, pred.TTFT, pred.ITL))
-	}
-	for _, w := range sum.Warnings {
-		out.Logs = append(out.Logs, "warning: "+w)
-	}
-	tooMany := sum.ErrorRate > s.opt.MaxErrorRate
-	switch {
-	case tooMany:
-		out.Errs = append(out.Errs, fmt.Errorf("error rate %.3f exceeds -max-error-rate %.3f: %s (records in %s)",
-			sum.ErrorRate, s.opt.MaxErrorRate, metrics.ErrorSummary(sum), s.jsonlPath(e.name)))
-	case sum.Failed > 0:
-		out.Logs = append(out.Logs, "errors (within -max-error-rate): "+metrics.ErrorSummary(sum))
-	}
-	out.Line = resultLine(c, sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if tooMany {
-		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at concurrency=%d: error rate %.3f > -max-error-rate %.3f: %s",
-			sm.n, c, sum.ErrorRate, s.opt.MaxErrorRate, oneLine(metrics.ErrorSummary(sum))))
+	if out.failedLine != "" {
+		_ = s.dir.Line(e.name, out.failedLine)
 	}
 	if err := s.dir.Line(e.name, out.Line); err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
@@ -230,11 +217,7 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 // files line up in benchstat. testing.BenchmarkResult formats the numbers,
 // so the file and the benchmark output agree digit for digit.
 func resultLine(c, iters int, ms []Metric) string {
-	r := testing.BenchmarkResult{N: iters, Extra: map[string]float64{}}
-	for _, m := range ms {
-		r.Extra[m.Unit] = m.Value
-	}
-	return fmt.Sprintf("%s/concurrency=%d-%d\t%s", benchParent, c, runtime.GOMAXPROCS(0), r.String())
+	return namedResultLine(fmt.Sprintf("concurrency=%d", c), runtime.GOMAXPROCS(0), iters, ms)
 }
 
 // sampleCounter numbers the samples of each engine and level.
