@@ -72,6 +72,11 @@ type Config struct {
 	// Sleep waits for d or until ctx is done, returning ctx.Err() in the
 	// latter case; nil means a real timer. Used only for the stagger.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// OnRecord, if set, is called with every record as its request ends
+	// (from the slot's goroutine, so concurrently), before Finish returns:
+	// the caller saves each record as it is complete instead of encoding
+	// a whole sample at the end. It must not keep rec.
+	OnRecord func(rec *record.Record)
 }
 
 // Result is what a finished run produced.
@@ -227,6 +232,9 @@ func (r *Run) exec(jb job) time.Time {
 		Phase:       jb.phase,
 		Intended:    jb.intended.Sub(r.epoch),
 	})
+	if r.cfg.OnRecord != nil {
+		r.cfg.OnRecord(&rec)
+	}
 	r.mu.Lock()
 	r.records = append(r.records, rec)
 	if jb.phase == record.Measured {

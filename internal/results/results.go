@@ -212,6 +212,22 @@ func (d *Dir) Records(engine string, recs []record.Record) error {
 	return err
 }
 
+// Record appends one record to engine's .jsonl file in a single write, as
+// its request ends; safe for concurrent use (each write(2) is one whole
+// line, and an *os.File serialises its writes).
+func (d *Dir) Record(engine string, rec *record.Record) error {
+	f, err := d.get(engine)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("results: encode record: %w", err)
+	}
+	_, err = f.jsonl.Write(append(b, '\n'))
+	return err
+}
+
 func (d *Dir) get(engine string) (*engineFiles, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -30,6 +30,22 @@ type Sample struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	err    error // the first Dispatch error
+
+	saveMu  sync.Mutex
+	saveErr error // the first record that could not be saved
+}
+
+// save writes one record to the engine's .jsonl as its request ends, so a
+// sample's records are never encoded into one buffer, and an interrupted
+// run keeps every request that ended.
+func (sm *Sample) save(rec *record.Record) {
+	if err := sm.s.dir.Record(sm.e.name, rec); err != nil {
+		sm.saveMu.Lock()
+		if sm.saveErr == nil {
+			sm.saveErr = err
+		}
+		sm.saveMu.Unlock()
+	}
 }
 
 // ErrInterrupted is returned by Start once the run or the benchmark was
@@ -79,6 +95,7 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		Stagger:     e.stagger(),
 		Epoch:       s.epoch,
 		FirstSeq:    first,
+		OnRecord:    sm.save,
 	}, do)
 	if err != nil {
 		sm.cancel()
@@ -135,9 +152,11 @@ func (sm *Sample) Finish() Result {
 	e.nextSeq = res.NextSeq
 	e.mu.Unlock()
 	var saveErrs []error
-	if err := s.dir.Records(e.name, res.Records); err != nil {
-		saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", err))
+	sm.saveMu.Lock()
+	if sm.saveErr != nil {
+		saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", sm.saveErr))
 	}
+	sm.saveMu.Unlock()
 	interrupted := sm.ctx.Err() != nil
 	if err := s.dir.Sample(e.name, sm.sampleMeta(res, interrupted)); err != nil {
 		saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
