@@ -53,6 +53,15 @@ var (
 		"draw throughput.png, latency.png and pareto.png into -out after the run")
 	flagProgress = flag.Bool("progress", true,
 		"show progress on the terminal (/dev/tty; never on stdout, nothing without a terminal)")
+	flagFrom = flag.String("from", "",
+		"recompute the result lines from the records (.jsonl, .samples.jsonl) in this folder, of one run or of its shards, "+
+			"contacting no engine; writes <engine>.txt and plots only with an explicit -out")
+	flagShard = flag.String("shard", "",
+		"I/N: run shard I's share of every level's streams, one of N processes loading the engine together (needs -start-at)")
+	flagStartAt = flag.String("start-at", "",
+		"RFC 3339 instant at which the first sample starts, the same for every shard (example: 2026-01-02T15:04:05Z)")
+	flagStartEvery = flag.Duration("start-every", 0,
+		"sample k starts at -start-at + k × this, on every shard (at least warm-up + -benchtime + cooldown)")
 )
 
 // Open loop, SLOs and capacity (issue 15).
@@ -83,6 +92,9 @@ var theSuite *suite.Suite
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if *flagFrom != "" {
+		os.Exit(runFrom())
+	}
 	if !benchmarksRequested() {
 		os.Exit(m.Run())
 	}
@@ -146,6 +158,9 @@ func runSuite(m *testing.M) int {
 		CapacityRepeats:  *flagCapacityRepeats,
 		Benchtime:        benchtimeGiven(),
 		Progress:         tty,
+		Shard:            *flagShard,
+		StartAt:          *flagStartAt,
+		StartEvery:       *flagStartEvery,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
@@ -166,6 +181,25 @@ func runSuite(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+// runFrom is -from: TestMain prints the recomputed result lines itself,
+// under BenchmarkServe's sub-benchmark names and after the run's header, so
+// the output is what benchstat reads from a run; no test or benchmark runs
+// (a benchmark function would report b.N iterations of its own, not the
+// recorded requests). Only the analysis flags apply: -max-error-rate,
+// -bench (which sub-benchmarks), -out (only when given: where to write
+// <engine>.txt and the plots) and -plot.
+func runFrom() int {
+	opt := suite.Options{From: *flagFrom, MaxErrorRate: *flagMaxErrorRate, Bench: benchPattern()}
+	if flagSet("out") {
+		opt.Out = *flagOut
+	}
+	if err := suite.Recompute(opt, os.Stdout, *flagPlot); err != nil {
+		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // runRepetitions takes -count over so that repetitions interleave: the
@@ -263,6 +297,9 @@ func BenchmarkServe(b *testing.B) {
 // benchSample is one sample of one engine at one level.
 func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 	sm, err := start()
+	if errors.Is(err, suite.ErrNoShare) {
+		b.Skip(err) // the other shards run this level's streams
+	}
 	if errors.Is(err, suite.ErrInterrupted) {
 		b.Skip(err)
 	}

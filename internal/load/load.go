@@ -72,6 +72,11 @@ type Config struct {
 	// Sleep waits for d or until ctx is done, returning ctx.Err() in the
 	// latter case; nil means a real timer. Used only for the stagger.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// OnRecord, if set, is called with every record as its request ends
+	// (from the slot's goroutine, so concurrently), before Finish returns:
+	// the caller saves each record as it is complete instead of encoding
+	// a whole sample at the end. It must not keep rec.
+	OnRecord func(rec *record.Record)
 }
 
 // Result is what a finished run produced.
@@ -81,6 +86,11 @@ type Result struct {
 	Records []record.Record
 	// Window is the measured window (see Window).
 	Window Window
+	// RampedUp is when the last slot started its first request (offset
+	// from the epoch; 0 if not every slot started): the earliest instant
+	// the window may start. Persisted with the records, it lets the window
+	// be recomputed from them exactly (MeasuredWindow).
+	RampedUp time.Duration
 	// Dispatched is the number of measured requests handed out.
 	Dispatched int
 	// NextSeq is one past the highest seq this run handed out (warm-ups
@@ -222,6 +232,9 @@ func (r *Run) exec(jb job) time.Time {
 		Phase:       jb.phase,
 		Intended:    jb.intended.Sub(r.epoch),
 	})
+	if r.cfg.OnRecord != nil {
+		r.cfg.OnRecord(&rec)
+	}
 	r.mu.Lock()
 	r.records = append(r.records, rec)
 	if jb.phase == record.Measured {
@@ -321,6 +334,7 @@ func (r *Run) Finish() Result {
 	if !r.rampedUp.IsZero() {
 		ramped = r.rampedUp.Sub(r.epoch)
 	}
+	res.RampedUp = ramped
 	res.Window = measuredWindow(res.Records, ramped)
 	r.result = res
 	return res
@@ -331,6 +345,14 @@ func (r *Run) pending() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.outstanding
+}
+
+// MeasuredWindow is the window Finish computes from a run's records and
+// its RampedUp: first measured Sent (or notBefore, if later) → last measured
+// Done; the zero Window when nothing was measured. It is exported so that
+// results recomputed from saved records use the very same rule.
+func MeasuredWindow(recs []record.Record, notBefore time.Duration) Window {
+	return measuredWindow(recs, notBefore)
 }
 
 // measuredWindow is first measured Sent (or notBefore, if later) → last

@@ -418,3 +418,41 @@ func TestStartValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestOnRecordSeesEveryRecord: OnRecord is called once per request, with
+// the record as Finish returns it (complete: Done stamped, cancellations
+// marked), before Finish returns, so a caller that saves records as they
+// end saves exactly the run's records. Without the call, saved is empty.
+func TestOnRecordSeesEveryRecord(t *testing.T) {
+	epoch := time.Now()
+	do := func(ctx context.Context, rec *record.Record) {
+		rec.Sent = time.Since(epoch)
+		select {
+		case <-time.After(time.Duration(rand.IntN(200)) * time.Microsecond):
+			rec.Chunks = []record.Chunk{{At: time.Since(epoch), Tokens: 1}}
+			rec.FinishReason = "length"
+		case <-ctx.Done(): // a cooldown request cancelled by Finish: execOne marks it
+		}
+	}
+	var mu sync.Mutex
+	saved := map[int]record.Record{}
+	run, err := Start(t.Context(), Config{Concurrency: 3, Warmup: 1, Epoch: epoch, OnRecord: func(r *record.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, twice := saved[r.Seq]
+		assert.False(t, twice, "seq %d saved twice", r.Seq)
+		saved[r.Seq] = *r
+	}}, do)
+	require.NoError(t, err)
+	for range 50 {
+		require.NoError(t, run.Dispatch())
+	}
+	res := run.Finish()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, saved, len(res.Records))
+	for _, r := range res.Records {
+		assert.Equal(t, r, saved[r.Seq], "seq %d", r.Seq)
+		assert.NotZero(t, r.Done)
+	}
+}

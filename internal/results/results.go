@@ -1,8 +1,15 @@
 // Package results writes a run's results to disk as it goes: one Go
 // benchmark-format file per engine (results/<engine>.txt, in the
 // single-engine naming, so `benchstat results/a.txt results/b.txt` compares
-// them) and one JSON Lines file of per-request records per engine
-// (results/<engine>.jsonl).
+// them), one JSON Lines file of per-request records per engine
+// (results/<engine>.jsonl) and, beside it, the samples file
+// (results/<engine>.samples.jsonl): a run line, then one line per sample
+// with what the records alone do not say (the instant the ramp-up ended,
+// the wall-clock epoch of the offsets, the shard). The records and the
+// samples file are the source of truth: every number of the .txt file can
+// be recomputed from them (see Meta). A shard of a run spread over several
+// hosts writes the same files with the shard in their names
+// (<engine>.shard-0-of-2.jsonl, ...).
 //
 // Every result line and every batch of records is written with a single
 // write(2) on an unbuffered file, so the levels already finished are on disk
@@ -28,16 +35,19 @@ import (
 type Header struct {
 	// Comments are written as "# ..." lines: provenance that must not
 	// become benchfmt configuration (URLs, engine versions, the date).
-	Comments []string
+	Comments []string `json:"comments,omitempty"`
 	// Config holds "key: value" lines that are the SAME for every engine
 	// of the run (model, workload, simulated); benchstat splits tables on
 	// any key whose value differs between files, so per-engine facts
 	// belong in Comments. Written in the order given.
-	Config []KV
+	Config []KV `json:"config,omitempty"`
 }
 
 // KV is one benchfmt configuration line.
-type KV struct{ Key, Value string }
+type KV struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
 
 var keyRE = regexp.MustCompile(`^[a-z][^\sA-Z:]*$`)
 
@@ -74,47 +84,77 @@ func (h Header) Bytes() []byte {
 
 // Dir is an open results folder for one run.
 type Dir struct {
-	path string
+	path   string
+	suffix string // Layout.Suffix
 
 	mu    sync.Mutex
 	files map[string]*engineFiles
 }
 
 type engineFiles struct {
-	txt, jsonl *os.File
+	txt, jsonl, samples *os.File
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// Create makes dir (if needed) and truncates results/<engine>.txt and
-// <engine>.jsonl for each engine of this run, writing the header (plus the
-// engine-specific comment lines in perEngine[engine]) at the top of each
-// .txt file. Files of other engines in dir are left alone.
+// Create makes dir (if needed) and truncates results/<engine>.txt,
+// <engine>.jsonl and <engine>.samples.jsonl for each engine of this run,
+// writing the header (plus the engine-specific comment lines in
+// perEngine[engine]) at the top of each .txt file. Files of other engines
+// in dir are left alone.
 func Create(dir string, engines []string, h Header, perEngine map[string][]string) (*Dir, error) {
+	return CreateIn(dir, engines, h, perEngine, Layout{})
+}
+
+// Layout says how a run names its files.
+type Layout struct {
+	// Suffix goes between the engine's name and the extension, so that
+	// several processes of one run (shards) can write into one folder:
+	// ".shard-0-of-2" gives <engine>.shard-0-of-2.txt and so on. Use
+	// ShardSuffix. "" is the plain <engine>.txt.
+	Suffix string
+}
+
+// ShardSuffix is the Layout.Suffix of shard i of n: ".shard-I-of-N", or ""
+// for a run that is not sharded (n ≤ 1).
+func ShardSuffix(i, n int) string {
+	if n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(".shard-%d-of-%d", i, n)
+}
+
+// CreateIn is Create with the file names of layout.
+func CreateIn(dir string, engines []string, h Header, perEngine map[string][]string, layout Layout) (*Dir, error) {
+	if layout.Suffix != "" && !nameRE.MatchString("x"+layout.Suffix) {
+		return nil, fmt.Errorf("results: file name suffix %q: use letters, digits, '.', '_' or '-'", layout.Suffix)
+	}
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results: %w (pass -out with a writable folder)", err)
 	}
-	d := &Dir{path: dir, files: map[string]*engineFiles{}}
+	d := &Dir{path: dir, suffix: layout.Suffix, files: map[string]*engineFiles{}}
 	for _, e := range engines {
 		if !nameRE.MatchString(e) {
 			d.Close()
 			return nil, fmt.Errorf("results: engine name %q cannot be a file name: use letters, digits, '.', '_' or '-'", e)
 		}
-		txt, err := os.Create(filepath.Join(dir, e+".txt"))
-		if err != nil {
-			d.Close()
-			return nil, fmt.Errorf("results: %w", err)
+		stem := filepath.Join(dir, e+layout.Suffix)
+		f := &engineFiles{}
+		d.files[e] = f // closed by d.Close on any error below
+		var err error
+		for _, o := range []struct {
+			f   **os.File
+			ext string
+		}{{&f.txt, ".txt"}, {&f.jsonl, ".jsonl"}, {&f.samples, SamplesExt}} {
+			if *o.f, err = os.Create(stem + o.ext); err != nil {
+				d.Close()
+				return nil, fmt.Errorf("results: %w", err)
+			}
 		}
-		jl, err := os.Create(filepath.Join(dir, e+".jsonl"))
-		if err != nil {
-			txt.Close()
-			d.Close()
-			return nil, fmt.Errorf("results: %w", err)
-		}
-		d.files[e] = &engineFiles{txt: txt, jsonl: jl}
+		txt := f.txt
 		hdr := h
 		hdr.Comments = append(append([]string(nil), h.Comments...), perEngine[e]...)
 		if _, err := txt.Write(hdr.Bytes()); err != nil {
@@ -134,7 +174,7 @@ func (d *Dir) TxtFiles() []string {
 	defer d.mu.Unlock()
 	var out []string
 	for e := range d.files {
-		out = append(out, filepath.Join(d.path, e+".txt"))
+		out = append(out, filepath.Join(d.path, e+d.suffix+".txt"))
 	}
 	sort.Strings(out)
 	return out
@@ -172,6 +212,22 @@ func (d *Dir) Records(engine string, recs []record.Record) error {
 	return err
 }
 
+// Record appends one record to engine's .jsonl file in a single write, as
+// its request ends; safe for concurrent use (each write(2) is one whole
+// line, and an *os.File serialises its writes).
+func (d *Dir) Record(engine string, rec *record.Record) error {
+	f, err := d.get(engine)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("results: encode record: %w", err)
+	}
+	_, err = f.jsonl.Write(append(b, '\n'))
+	return err
+}
+
 func (d *Dir) get(engine string) (*engineFiles, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -193,6 +249,9 @@ func (d *Dir) Close() error {
 		}
 		if f.jsonl != nil {
 			errs = append(errs, f.jsonl.Close())
+		}
+		if f.samples != nil {
+			errs = append(errs, f.samples.Close())
 		}
 	}
 	d.files = map[string]*engineFiles{}

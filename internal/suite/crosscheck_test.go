@@ -19,7 +19,7 @@ import (
 // startStandaloneFake builds and starts the standalone simulated engine
 // exactly as the prototype's README started its fake vLLM, on a free
 // loopback port, and returns its chat-completions URL.
-func startStandaloneFake(t *testing.T, args ...string) string {
+func startStandaloneFake(t testing.TB, args ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "fake-engine")
 	build := exec.Command("go", "build", "-o", bin, "github.com/inferbench/inferbench/fake/cmd/fake-engine")

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,6 +474,8 @@ func TestFaultSuite(t *testing.T) {
 
 			// Every measured request has a record with the expected kind.
 			recs := readRecords(t, s.jsonlPath(tt.name))
+			// Records are written as their requests end: in end order.
+			slices.SortFunc(recs, func(a, b record.Record) int { return a.Seq - b.Seq })
 			var failed, n int
 			seqs := map[int]bool{}
 			for i, r := range recs {

@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
+	"time"
 
-	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
+	"github.com/inferbench/inferbench/internal/results"
 )
 
 // Sample is one sample of one engine at one level in progress: a closed
@@ -32,6 +32,10 @@ type Sample struct {
 	err    error // the first Dispatch error
 	// dispatched counts the measured requests handed out (TopUp).
 	dispatched int
+	meta       results.SampleMeta // what the samples file says of this sample (closed loop)
+
+	saveMu  sync.Mutex
+	saveErr error // the first record that could not be saved
 }
 
 // runner is a closed-loop (load.Run) or open-loop (load.OpenRun) run.
@@ -46,6 +50,19 @@ func (sm *Sample) level() string {
 		return rateLevel(sm.open.rate)
 	}
 	return fmt.Sprintf("concurrency=%d", sm.c)
+}
+
+// save writes one record to the engine's .jsonl as its request ends, so a
+// sample's records are never encoded into one buffer, and an interrupted
+// run keeps every request that ended.
+func (sm *Sample) save(rec *record.Record) {
+	if err := sm.s.dir.Record(sm.e.name, rec); err != nil {
+		sm.saveMu.Lock()
+		if sm.saveErr == nil {
+			sm.saveErr = err
+		}
+		sm.saveMu.Unlock()
+	}
 }
 
 // ErrInterrupted is returned by Start once the run or the benchmark was
@@ -66,6 +83,11 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
+	sm.meta = results.SampleMeta{Concurrency: c, Streams: s.shard.share(c), Sample: sm.n}
+	if err := sm.waitForStart(); err != nil {
+		sm.cancel()
+		return nil, err
+	}
 	e.mu.Lock()
 	// The k-th sample of every engine starts at seq k·seqBlock, so engines
 	// measured in the same order get the same prompts sample by sample;
@@ -78,6 +100,7 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		rec.Engine = e.name
 		rec.Concurrency = c
 		rec.Sample = sm.n
+		rec.Seq = s.shard.seq(rec.Seq)
 		req := s.work.Request(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
@@ -85,12 +108,14 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 			s.progressMeasured()
 		}
 	}
+	sm.meta.Started = time.Since(s.epoch)
 	run, err := load.Start(ctx, load.Config{
-		Concurrency: c,
+		Concurrency: sm.meta.Streams,
 		Warmup:      s.opt.Warmup,
 		Stagger:     e.stagger(),
 		Epoch:       s.epoch,
 		FirstSeq:    first,
+		OnRecord:    sm.save,
 	}, do)
 	if err != nil {
 		sm.cancel()
@@ -133,6 +158,8 @@ type Result struct {
 	// promptTokens is the measured requests' mean server-reported prompt
 	// length (the virtual-time model needs it).
 	promptTokens int
+
+	failedLine string // the "# FAILED ..." comment written before Line, if any
 }
 
 // Metric is one value of a result line.
@@ -152,72 +179,53 @@ func (sm *Sample) Finish() Result {
 	e.mu.Lock()
 	e.nextSeq = res.NextSeq
 	e.mu.Unlock()
-	var out Result
-	if err := s.dir.Records(e.name, res.Records); err != nil {
-		out.Errs = append(out.Errs, fmt.Errorf("saving records: %w", err))
+	var saveErrs []error
+	sm.saveMu.Lock()
+	if sm.saveErr != nil {
+		saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", sm.saveErr))
 	}
-	out.Summary = metrics.Summarize(res.Records, res.Window)
-	out.promptTokens = meanPromptTokens(res.Records)
-	if sm.ctx.Err() != nil {
-		out.Interrupted = true
-		return out
+	sm.saveMu.Unlock()
+	interrupted := sm.ctx.Err() != nil
+	if sm.open != nil {
+		// The open loop saves its records at the end (no per-record hook);
+		// -from recomputes closed-loop samples only, so it has no samples line.
+		if err := s.dir.Records(e.name, res.Records); err != nil {
+			saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", err))
+		}
+	} else if err := s.dir.Sample(e.name, sm.sampleMeta(res, interrupted)); err != nil {
+		saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
 	}
+	if interrupted {
+		return Result{Summary: metrics.Summarize(res.Records, res.Window), Errs: saveErrs, Interrupted: true}
+	}
+	// The result is a function of the records, the window and the
+	// analysis options only: -from recomputes it with the same call.
+	a := s.analysisOf(e, c, sm.n)
+	if sm.open != nil {
+		// The closed-loop model does not predict an open loop (openMetrics
+		// compares it with the virtual-time model instead).
+		a.open, a.sim, a.name = true, nil, sm.level()
+	}
+	out := analyze(res.Records, res.Window, a)
+	out.Errs = append(saveErrs, out.Errs...)
 	if sm.err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("dispatch: %w", sm.err))
 	}
-	sum := out.Summary
-	if m := sum.E2E.Mean; m > 0 {
+	if m := out.Summary.E2E.Mean; m > 0 {
 		e.lastE2E.Store(int64(m))
 	}
-	out.Metrics = reportedMetrics(sum)
-	if s.allSimulated() && sm.open == nil {
-		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.OutputTokens)
-		out.Metrics = append(out.Metrics,
-			Metric{ratio(sum.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
-			Metric{ratio(sum.ReqPerSec, pred.ReqPerSec), "req/s-vs-model"},
-			// Means against the model's means: a median would compare a
-			// different statistic whenever step times are skewed (a few long
-			// steps with prefills among many short decode-only ones).
-			Metric{ratio(float64(sum.TTFT.Mean), float64(pred.TTFT)), "ttft-vs-model"},
-			Metric{ratio(float64(sum.ITL.Mean), float64(pred.ITL)), "itl-vs-model"},
-		)
-		out.Logs = append(out.Logs, fmt.Sprintf("simulator's prediction: %.0f tok/s, %.2f req/s, ttft %v, itl %v",
-			pred.OutputTokPerSec, pred.ReqPerSec, pred.TTFT, pred.ITL))
-	}
+	sum := out.Summary
+	out.promptTokens = meanPromptTokens(res.Records)
 	if sm.open != nil {
 		ms, logs := sm.openMetrics(res, sum)
 		out.Metrics = append(out.Metrics, ms...)
 		out.Logs = append(out.Logs, logs...)
+		out.Line = namedResultLine(sm.level(), runtime.GOMAXPROCS(0), sum.Requests, out.Metrics)
 	}
-	if !s.slo.IsZero() {
-		ms, log := s.sloMetrics(res.Records, sum.Window)
-		out.Metrics = append(out.Metrics, ms...)
-		out.Logs = append(out.Logs, log)
-	}
-	for _, w := range sampleWarnings(sum) {
-		out.Logs = append(out.Logs, "warning: "+w)
-	}
-	if sum.Retried > 0 {
-		out.Logs = append(out.Logs, fmt.Sprintf("%d of %d measured requests were sent again on a new connection: the server had closed their kept-alive connection before answering (each counted once, timed from the retry)",
-			sum.Retried, sum.Requests))
-	}
-	tooMany := sum.ErrorRate > s.opt.MaxErrorRate
-	switch {
-	case tooMany:
-		out.Errs = append(out.Errs, fmt.Errorf("error rate %.3f exceeds -max-error-rate %.3f: %s (records in %s)",
-			sum.ErrorRate, s.opt.MaxErrorRate, metrics.ErrorSummary(sum), s.jsonlPath(e.name)))
-	case sum.Failed > 0:
-		out.Logs = append(out.Logs, "errors (within -max-error-rate): "+metrics.ErrorSummary(sum))
-	}
-	if sm.open == nil {
-		out.Logs = append(out.Logs, sampleNotes(c, sum)...)
-	}
-	out.Line = resultLine(sm.level(), sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if tooMany {
-		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at %s: error rate %.3f > -max-error-rate %.3f: %s",
-			sm.n, sm.level(), sum.ErrorRate, s.opt.MaxErrorRate, oneLine(metrics.ErrorSummary(sum))))
+	if out.failedLine != "" {
+		_ = s.dir.Line(e.name, out.failedLine)
 	}
 	line := out.Line
 	if sm.open != nil && sm.open.probe {
@@ -291,11 +299,7 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 // files line up in benchstat. testing.BenchmarkResult formats the numbers,
 // so the file and the benchmark output agree digit for digit.
 func resultLine(level string, iters int, ms []Metric) string {
-	r := testing.BenchmarkResult{N: iters, Extra: map[string]float64{}}
-	for _, m := range ms {
-		r.Extra[m.Unit] = m.Value
-	}
-	return fmt.Sprintf("%s/%s-%d\t%s", benchParent, level, runtime.GOMAXPROCS(0), r.String())
+	return namedResultLine(level, runtime.GOMAXPROCS(0), iters, ms)
 }
 
 // sampleCounter numbers the samples of each engine and level.

@@ -72,8 +72,8 @@ func (s *Suite) SLO() slo.SLO { return s.slo }
 // sloMetrics evaluates -slo over a sample: goodput-req/s (measured
 // requests that met every limit ÷ the window), slo-good/op (the fraction
 // that did) and slo-met (1 when every percentile limit holds, else 0).
-func (s *Suite) sloMetrics(recs []record.Record, window time.Duration) ([]Metric, string) {
-	ev := s.slo.Evaluate(recs, window)
+func sloMetrics(o slo.SLO, recs []record.Record, window time.Duration) ([]Metric, string) {
+	ev := o.Evaluate(recs, window)
 	met := 0.0
 	if ev.Met {
 		met = 1

@@ -86,6 +86,17 @@ type Options struct {
 	// Progress receives the progress line (the terminal, never stdout);
 	// nil means none.
 	Progress io.Writer
+	// From is -from: recompute the results from the records in this folder
+	// (Recompute) instead of measuring. New ignores it.
+	From string
+	// Shard is -shard=I/N: run shard I's share of every level's streams
+	// (see shard.go). "" is a run of one process.
+	Shard string
+	// StartAt is -start-at, an RFC 3339 instant: the first sample starts
+	// then; StartEvery is -start-every: sample k starts at StartAt + k ×
+	// StartEvery, so shards on other hosts start theirs together.
+	StartAt    string
+	StartEvery time.Duration
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -118,6 +129,8 @@ type Suite struct {
 	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
 	closers  []func()
 	rep      reportState // summary.json, report.html, progress (report.go)
+	shard    shardSpec   // -shard; 0 of 1 when not sharded
+	sched    *schedule   // -start-at, -start-every
 }
 
 // Engine is one engine of the run with its client.
@@ -192,7 +205,7 @@ func (s *Suite) Dir() string { return s.dir.Path() }
 // more than one engine (whether or not -bench selects them all, so a name
 // never changes with the filter).
 func (s *Suite) SubName(e *Engine, c int) string {
-	return subName(s.multi, e.name, c)
+	return subName(s.multi, e.name, c) + s.shard.nameSuffix()
 }
 
 func subName(multi bool, engine string, c int) string {
@@ -216,7 +229,7 @@ func (e *Engine) stagger() time.Duration {
 }
 
 func (s *Suite) jsonlPath(engine string) string {
-	return filepath.Join(s.dir.Path(), engine+".jsonl")
+	return filepath.Join(s.dir.Path(), engine+s.shard.layout().Suffix+".jsonl")
 }
 
 // Close stops the simulated engines and the clients.
@@ -249,6 +262,12 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 			return nil, err
 		}
 	}
+	if s.shard, err = parseShard(opt.Shard); err != nil {
+		return nil, err
+	}
+	if s.sched, err = parseSchedule(opt.StartAt, opt.StartEvery); err != nil {
+		return nil, err
+	}
 	if opt.OutputTokens < 1 {
 		return nil, fmt.Errorf("-output-tokens=%d: must be at least 1", opt.OutputTokens)
 	}
@@ -275,6 +294,9 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	}
 	s.multi = len(list) > 1
 	if list, err = s.selectEngines(list); err != nil {
+		return nil, err
+	}
+	if err := s.checkShards(list); err != nil {
 		return nil, err
 	}
 	inputTokens := opt.InputTokens
@@ -317,10 +339,15 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		names[i] = e.name
 		perEngine[e.name] = e.describe()
 	}
-	if s.dir, err = results.Create(opt.Out, names, s.header, perEngine); err != nil {
+	if s.dir, err = results.CreateIn(opt.Out, names, s.header, perEngine, s.shard.layout()); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
+	for _, e := range s.engines {
+		if err := s.dir.Run(e.name, s.runMeta(e, perEngine[e.name])); err != nil {
+			return nil, fmt.Errorf("results: %w", err)
+		}
+	}
 	s.txtFiles = s.dir.TxtFiles()
 	s.startProgress()
 	s.closers = append(s.closers, s.stopProgress)
