@@ -62,6 +62,20 @@ var (
 		"RFC 3339 instant at which the first sample starts, the same for every shard (example: 2026-01-02T15:04:05Z)")
 	flagStartEvery = flag.Duration("start-every", 0,
 		"sample k starts at -start-at + k × this, on every shard (at least warm-up + -benchtime + cooldown)")
+	flagInputDist = flag.String("input-dist", "",
+		"prompt length distribution: fixed (-input-tokens), uniform:LO,HI, normal:MEAN,SD or lognormal:MEAN,SD (overrides -input-tokens)")
+	flagOutputDist = flag.String("output-dist", "",
+		"output length distribution: fixed (-output-tokens), uniform:LO,HI, normal:MEAN,SD, lognormal:MEAN,SD or dataset (overrides -output-tokens)")
+	flagPrefixTokens = flag.Int("prefix-tokens", 0,
+		"length of the shared prompt prefixes in tokens, part of -input-tokens (with -prefixes)")
+	flagPrefixes = flag.Int("prefixes", 0,
+		"number of shared prompt prefixes; every prompt opens with one, chosen by the seed (with -prefix-tokens)")
+	flagTurns = flag.Int("turns", 0,
+		"multi-turn conversations: turns per synthetic conversation (≥ 2), or with -dataset the most user turns replayed per conversation; 0 is single-turn")
+	flagThinkTime = flag.Duration("think-time", 0,
+		"pause between a turn's answer and the next turn of its conversation")
+	flagEndpoint = flag.String("endpoint", "chat",
+		"API: chat (/v1/chat/completions) or completions (/v1/completions with a prompt, no chat template)")
 )
 
 // Open loop, SLOs and capacity (issue 15).
@@ -161,6 +175,13 @@ func runSuite(m *testing.M) int {
 		Shard:            *flagShard,
 		StartAt:          *flagStartAt,
 		StartEvery:       *flagStartEvery,
+		InputDist:        *flagInputDist,
+		OutputDist:       *flagOutputDist,
+		PrefixTokens:     *flagPrefixTokens,
+		Prefixes:         *flagPrefixes,
+		Turns:            *flagTurns,
+		ThinkTime:        *flagThinkTime,
+		Endpoint:         *flagEndpoint,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.

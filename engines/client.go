@@ -33,7 +33,29 @@ type Request struct {
 	// max_tokens + min_tokens (+ ignore_eos for vLLM). 0 leaves the length
 	// to the server and nothing is checked.
 	MaxTokens int
+	// Prompt is the prompt of a /v1/completions request (Options.Endpoint
+	// Completions); "" sends the messages' contents joined by blank lines,
+	// with no chat template. A chat request ignores it.
+	Prompt string
+	// Answer, when not nil, receives the output text as the engine
+	// streamed it (a chat delta's content, a completion's text), appended
+	// event by event; reasoning text is left out. It is opt-in because it
+	// decodes every output event a second time: only a workload that needs
+	// the text (a conversation's next turn) sets it. On a failed request it
+	// holds what arrived.
+	Answer *strings.Builder
 }
+
+// Endpoint is the API a client speaks.
+type Endpoint string
+
+const (
+	// Chat is POST /v1/chat/completions with messages (the default).
+	Chat Endpoint = "chat"
+	// Completions is POST /v1/completions with a prompt and no chat
+	// template; chunks carry choices[].text.
+	Completions Endpoint = "completions"
+)
 
 // Options configures a Client. The zero value works: no request deadline,
 // the epoch is the client's creation time, and the clock is time.Now.
@@ -50,6 +72,10 @@ type Options struct {
 	Epoch time.Time
 	// Now is the clock; nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
+	// Endpoint is the API: Chat ("" too) or Completions. For Completions
+	// an engine URL ending in /chat/completions is sent to /completions
+	// next to it; any other URL is used as given.
+	Endpoint Endpoint
 	// Transport replaces the HTTP transport (for tests); when set,
 	// Concurrency and InsecureSkipVerify do not configure it, a dead
 	// kept-alive connection is not retried, and Preflight cannot observe
@@ -80,6 +106,7 @@ type Client struct {
 	opt     Options
 	now     func() time.Time
 	secrets []string
+	url     string // where requests go: the engine URL, or its completions sibling
 }
 
 // NewClient checks the engine and builds its client.
@@ -107,7 +134,15 @@ func NewClient(e Engine, o Options) (*Client, error) {
 	if o.Concurrency == 0 {
 		o.Concurrency = 1
 	}
-	c := &Client{engine: e, opt: o, now: o.Now}
+	c := &Client{engine: e, opt: o, now: o.Now, url: e.URL}
+	switch o.Endpoint {
+	case "", Chat:
+		c.opt.Endpoint = Chat
+	case Completions:
+		c.url = completionsURL(e.URL)
+	default:
+		return nil, fmt.Errorf("engine %s: unknown endpoint %q (want %s or %s)", e.Name, o.Endpoint, Chat, Completions)
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -225,6 +260,9 @@ func (c *Client) body(req Request) ([]byte, error) {
 		Temperature   float64       `json:"temperature"`
 		StreamOptions streamOptions `json:"stream_options"`
 	}
+	if c.opt.Endpoint == Completions {
+		return c.completionBody(req)
+	}
 	if len(req.Messages) == 0 {
 		return nil, errors.New("request has no messages")
 	}
@@ -275,7 +313,7 @@ func (c *Client) setHeaders(h http.Header) {
 
 // newRequest builds the POST of body with the profile's headers.
 func (c *Client) newRequest(ctx context.Context, body []byte) (*http.Request, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.engine.URL, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -464,6 +502,9 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 				trailing = 0
 			}
 			rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
+			if req.Answer != nil {
+				appendAnswer(req.Answer, data)
+			}
 			if !ci.hasUsage {
 				usageOnAll = false
 			}

@@ -57,7 +57,7 @@ func (c *Client) Preflight(ctx context.Context, req Request) (Probe, error) {
 	var info streamInfo
 	c.do(ctx, req, r, &info)
 
-	where := fmt.Sprintf("engine %s (%s): preflight", c.engine.Name, RedactURL(c.engine.URL))
+	where := fmt.Sprintf("engine %s (%s): preflight", c.engine.Name, RedactURL(c.url))
 	switch r.Error {
 	case record.OK, record.LengthMismatch:
 	case record.Connect:

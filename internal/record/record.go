@@ -139,6 +139,18 @@ type Record struct {
 	Dial time.Duration `json:"dial_ns,omitempty"`
 	TLS  time.Duration `json:"tls_ns,omitempty"`
 
+	// PrefixTokens is the length, in server tokens as the workload's
+	// calibration estimates it, of the shared prefix the request's prompt
+	// opens with (-prefix-tokens): the part the workload made cacheable.
+	// 0: no shared prefix.
+	PrefixTokens int `json:"prefix_tokens,omitempty"`
+	// Conversation is the number of the conversation the request is a turn
+	// of (multi-turn workloads, -turns), from 1; 0 means the request is no
+	// conversation's. Turn is its 0-based turn index: turn t's prompt holds
+	// turns 0…t−1 with the engine's own answers.
+	Conversation int `json:"conversation,omitempty"`
+	Turn         int `json:"turn,omitempty"`
+
 	Status  int       `json:"status,omitempty"` // HTTP status (0: none received)
 	Error   ErrorKind `json:"error,omitempty"`
 	Message string    `json:"message,omitempty"` // the server's error message or the Go error, redacted

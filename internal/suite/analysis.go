@@ -53,7 +53,7 @@ func analyze(recs []record.Record, w load.Window, a analysis) Result {
 	sum := out.Summary
 	out.Metrics = reportedMetrics(sum)
 	if a.sim != nil {
-		pred := sim.Predict(*a.sim, a.level, meanPromptTokens(recs), a.outputTokens)
+		pred := sim.Predict(*a.sim, a.level, meanPromptTokens(recs), meanRequestedTokens(recs, a.outputTokens))
 		out.Metrics = append(out.Metrics,
 			Metric{ratio(sum.OutputTokPerSec, pred.OutputTokPerSec), "tok/s-vs-model"},
 			Metric{ratio(sum.ReqPerSec, pred.ReqPerSec), "req/s-vs-model"},

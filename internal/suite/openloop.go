@@ -186,9 +186,10 @@ func (s *Suite) startOpen(ctx context.Context, e *Engine, rate float64, n int, s
 		rec.Engine = e.name
 		rec.Rate = rate
 		rec.Sample = n
-		req := s.work.Request(rec.Seq)
+		req, info := s.work.RequestInfo(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
+		rec.PrefixTokens = info.PrefixTokens // after Do, which resets what it does not own
 	}
 	run, err := load.StartOpen(ctx, load.OpenConfig{
 		Pacer:          o.pacer,

@@ -14,6 +14,7 @@ import (
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"
+	"github.com/inferbench/inferbench/internal/workload"
 )
 
 // Sample is one sample of one engine at one level in progress: a closed
@@ -96,17 +97,32 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 	first := max(e.started*seqBlock, e.nextSeq)
 	e.started++
 	e.mu.Unlock()
+	var conv *workload.Conversations
+	if s.work.MultiTurn() {
+		// Conversations run c at a time, one per slot's worth of seqs:
+		// turn t+1 of a conversation is seq s+c, dispatched after turn t.
+		var err error
+		if conv, err = s.work.Conversations(first, c, nil, nil); err != nil {
+			sm.cancel()
+			return nil, err
+		}
+	}
 	do := func(ctx context.Context, rec *record.Record) {
 		rec.Engine = e.name
 		rec.Concurrency = c
 		rec.Sample = sm.n
 		rec.Seq = s.shard.seq(rec.Seq)
-		req := s.work.Request(rec.Seq)
+		if rec.Phase == record.Measured {
+			defer s.progressMeasured()
+		}
+		if conv != nil {
+			doTurn(ctx, s, e, conv, rec)
+			return
+		}
+		req, info := s.work.RequestInfo(rec.Seq)
 		rec.RequestedTokens = req.MaxTokens
 		e.client.Do(ctx, req, rec)
-		if rec.Phase == record.Measured {
-			s.progressMeasured()
-		}
+		rec.PrefixTokens = info.PrefixTokens // after Do, which resets what it does not own
 	}
 	sm.meta.Started = time.Since(s.epoch)
 	run, err := load.Start(ctx, load.Config{
@@ -124,6 +140,32 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 	sm.run = run
 	s.progressBegin(e, c, sm.n)
 	return sm, nil
+}
+
+// doTurn sends one conversation turn: it waits for the previous turn (and
+// the think time), sends the history with the engine's own answers, and
+// hands this turn's answer on to the next. Intended moves to when the turn
+// became ready, so Sent − Intended stays client-side queueing and the
+// think time is not counted as such.
+func doTurn(ctx context.Context, s *Suite, e *Engine, conv *workload.Conversations, rec *record.Record) {
+	req, ti, end, err := conv.Begin(ctx, rec.Seq)
+	if err != nil {
+		end("", false)
+		rec.Sent = rec.Intended
+		rec.Error, rec.Message = record.Canceled, "canceled waiting for the previous turn of the conversation: "+err.Error()
+		rec.Conversation, rec.Turn = ti.Conversation+1, ti.Turn
+		return
+	}
+	if !ti.Ready.IsZero() {
+		rec.Intended = max(rec.Intended, ti.Ready.Sub(s.epoch))
+	}
+	rec.RequestedTokens = req.MaxTokens
+	var answer strings.Builder
+	req.Answer = &answer
+	e.client.Do(ctx, req, rec)
+	end(answer.String(), rec.Error == record.OK)
+	rec.PrefixTokens = ti.Info.PrefixTokens
+	rec.Conversation, rec.Turn = ti.Conversation+1, ti.Turn
 }
 
 // Dispatch hands out one measured request; it blocks until a slot is free.
@@ -216,12 +258,16 @@ func (sm *Sample) Finish() Result {
 	}
 	sum := out.Summary
 	out.promptTokens = meanPromptTokens(res.Records)
+	// The workload's metrics need the workload's options (-prefixes,
+	// -turns); -from does not recompute them yet.
+	out.Metrics = append(out.Metrics, workloadMetrics(s, res.Records)...)
+	out.Logs = append(out.Logs, lengthLog(s, res.Records)...)
 	if sm.open != nil {
 		ms, logs := sm.openMetrics(res, sum)
 		out.Metrics = append(out.Metrics, ms...)
 		out.Logs = append(out.Logs, logs...)
-		out.Line = namedResultLine(sm.level(), runtime.GOMAXPROCS(0), sum.Requests, out.Metrics)
 	}
+	out.Line = namedResultLine(a.name, a.procs, sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if out.failedLine != "" {

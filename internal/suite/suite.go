@@ -97,6 +97,24 @@ type Options struct {
 	// StartEvery, so shards on other hosts start theirs together.
 	StartAt    string
 	StartEvery time.Duration
+	// InputDist is -input-dist and OutputDist -output-dist: the prompt and
+	// output length distributions (workload.Dist: fixed, uniform:LO,HI,
+	// normal:MEAN,SD, lognormal:MEAN,SD, dataset). "" or "fixed" means
+	// -input-tokens / -output-tokens; any other value overrides them.
+	InputDist, OutputDist string
+	// PrefixTokens is -prefix-tokens and Prefixes -prefixes: every
+	// synthetic prompt opens with one of Prefixes shared prefixes of
+	// PrefixTokens tokens (part of -input-tokens). 0 and 0: none.
+	PrefixTokens, Prefixes int
+	// Turns is -turns: multi-turn conversations (synthetic: turns per
+	// conversation, ≥ 2; with -dataset: the most user turns replayed per
+	// conversation). 0 is single-turn. ThinkTime is -think-time, the pause
+	// between a turn's answer and the next turn.
+	Turns     int
+	ThinkTime time.Duration
+	// Endpoint is -endpoint: "chat" ("" too) or "completions"
+	// (/v1/completions with a prompt and no chat template).
+	Endpoint string
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -268,10 +286,12 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if s.sched, err = parseSchedule(opt.StartAt, opt.StartEvery); err != nil {
 		return nil, err
 	}
-	if opt.OutputTokens < 1 {
+	fixedOut := opt.OutputDist == "" || opt.OutputDist == "fixed"
+	fixedIn := opt.InputDist == "" || opt.InputDist == "fixed"
+	if opt.OutputTokens < 1 && fixedOut {
 		return nil, fmt.Errorf("-output-tokens=%d: must be at least 1", opt.OutputTokens)
 	}
-	if opt.InputTokens < 1 && opt.Dataset == "" {
+	if opt.InputTokens < 1 && opt.Dataset == "" && fixedIn {
 		return nil, fmt.Errorf("-input-tokens=%d: must be at least 1", opt.InputTokens)
 	}
 	if opt.Warmup < 0 {
@@ -299,17 +319,37 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if err := s.checkShards(list); err != nil {
 		return nil, err
 	}
-	inputTokens := opt.InputTokens
-	if opt.Dataset != "" {
-		inputTokens = 0 // the dataset's prompts are sent as they are
+	inputTokens, outputTokens := opt.InputTokens, opt.OutputTokens
+	if opt.Dataset != "" || !fixedIn {
+		inputTokens = 0 // the dataset's prompts are sent as they are; a distribution overrides
+	}
+	if !fixedOut {
+		outputTokens = 0 // -output-dist overrides -output-tokens
 	}
 	if s.work, err = workload.New(workload.Spec{
 		InputTokens:  inputTokens,
-		OutputTokens: opt.OutputTokens,
+		InputDist:    opt.InputDist,
+		OutputTokens: outputTokens,
+		OutputDist:   opt.OutputDist,
 		Dataset:      opt.Dataset,
 		Seed:         opt.Seed,
+		PrefixTokens: opt.PrefixTokens,
+		Prefixes:     opt.Prefixes,
+		Turns:        opt.Turns,
+		ThinkTime:    opt.ThinkTime,
 	}); err != nil {
-		return nil, err
+		return nil, flagError(err)
+	}
+	if s.work.MultiTurn() && len(s.rates) > 0 {
+		return nil, errors.New("-turns: conversations run in the closed loop (-concurrency) only; drop -rate, or -turns")
+	}
+	if s.work.MultiTurn() && s.shard.n > 1 {
+		return nil, errors.New("-turns: conversations cannot be split over -shard processes yet; run them from one process")
+	}
+	switch opt.Endpoint {
+	case "", string(engines.Chat), string(engines.Completions):
+	default:
+		return nil, fmt.Errorf("-endpoint=%s: want chat or completions", opt.Endpoint)
 	}
 
 	for _, e := range list {
@@ -321,6 +361,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 			Concurrency:    maxC,
 			RequestTimeout: opt.RequestTimeout,
 			Epoch:          s.epoch,
+			Endpoint:       engines.Endpoint(opt.Endpoint),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", e.name, err)
@@ -567,12 +608,16 @@ func (s *Suite) makeHeader() results.Header {
 		}
 	}
 	if s.opt.Dataset == "" {
-		h.Config = append(h.Config, results.KV{Key: "input-tokens", Value: fmt.Sprint(s.opt.InputTokens)})
+		// The fixed length, or the distribution (workload.Dist's form).
+		h.Config = append(h.Config, results.KV{Key: "input-tokens", Value: s.work.Input().String()})
 	}
 	h.Config = append(h.Config,
-		results.KV{Key: "output-tokens", Value: fmt.Sprint(s.opt.OutputTokens)},
+		results.KV{Key: "output-tokens", Value: s.work.Output().String()},
 		results.KV{Key: "workload", Value: s.work.Describe()},
 	)
+	if s.opt.Endpoint == string(engines.Completions) {
+		h.Config = append(h.Config, results.KV{Key: "endpoint", Value: "completions"})
+	}
 	if simulated {
 		h.Config = append(h.Config, results.KV{Key: "simulated", Value: "true"})
 	}
@@ -593,6 +638,21 @@ func (s *Suite) allSimulated() bool {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// flagError names the flags behind a workload error: the workload speaks
+// of its Spec, the user of flags.
+func flagError(err error) error {
+	msg := err.Error()
+	for _, r := range []struct{ spec, flag string }{
+		{"input distribution", "-input-dist"}, {"output distribution", "-output-dist"},
+		{"prefix tokens", "-prefix-tokens"}, {"turns", "-turns"}, {"think time", "-think-time"},
+	} {
+		if strings.Contains(msg, r.spec) {
+			return fmt.Errorf("%s: %w", r.flag, err)
+		}
+	}
+	return err
+}
 
 // meanPromptTokens is the mean server-reported prompt length of the
 // measured requests (the simulator's prediction needs it).

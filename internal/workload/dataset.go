@@ -16,7 +16,24 @@ type entry struct {
 	messages  []engines.Message
 	maxTokens int // the dataset's output length (0: none given)
 	line      int // where it starts, for messages
+	// turns are the conversation's user turns, for a multi-turn workload
+	// (nil otherwise); context is what precedes the first user turn
+	// (system messages), sent at the start of every turn.
+	turns   []turn
+	context []engines.Message
 }
+
+// turn is one user turn of a dataset conversation and the dataset's answer
+// to it (sent in the history only when the engine's own answer failed).
+type turn struct {
+	user         string
+	answer       string
+	answerTokens int // the dataset's output length for the turn (0: none)
+}
+
+// answerTokens estimates an answer's length in tokens as ⌈bytes/4⌉ (no
+// tokenizer; the rule of thumb for English), at least 1.
+func answerTokens(s string) int { return max(1, (len(s)+3)/4) }
 
 // dataset is a parsed dataset file.
 type dataset struct {
@@ -27,8 +44,10 @@ type dataset struct {
 
 // parseDataset reads a ShareGPT JSON array or JSON lines from data; name is
 // used in errors as name:line. needLengths says the dataset must give each
-// entry's output length. It never panics on any input.
-func parseDataset(name string, data []byte, needLengths bool) (dataset, error) {
+// entry's output length. maxTurns > 0 reads conversations: each entry's
+// user turns (at most maxTurns) with the dataset's answers. It never
+// panics on any input.
+func parseDataset(name string, data []byte, needLengths bool, maxTurns int) (dataset, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(trimmed) == 0 {
 		return dataset{}, fmt.Errorf("dataset %s is empty", name)
@@ -37,9 +56,9 @@ func parseDataset(name string, data []byte, needLengths bool) (dataset, error) {
 	var err error
 	switch trimmed[0] {
 	case '[':
-		ds, err = parseShareGPT(name, data, needLengths)
+		ds, err = parseShareGPT(name, data, needLengths, maxTurns)
 	case '{':
-		ds, err = parseJSONL(name, data, needLengths)
+		ds, err = parseJSONL(name, data, needLengths, maxTurns)
 	default:
 		return dataset{}, fmt.Errorf("%s:%d: not a ShareGPT JSON array ('[') nor JSON lines ('{')", name, lineAt(data, len(data)-len(trimmed)))
 	}
@@ -65,7 +84,7 @@ type shareGPTEntry struct {
 	} `json:"conversations"`
 }
 
-func parseShareGPT(name string, data []byte, needLengths bool) (dataset, error) {
+func parseShareGPT(name string, data []byte, needLengths bool, maxTurns int) (dataset, error) {
 	ds := dataset{format: "sharegpt"}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	fail := func(off int64, err error) (dataset, error) {
@@ -94,6 +113,17 @@ func parseShareGPT(name string, data []byte, needLengths bool) (dataset, error) 
 		if err := dec.Decode(&e); err != nil {
 			return fail(int64(start), err)
 		}
+		if maxTurns > 0 {
+			en := entry{line: lineAt(data, start), turns: shareGPTTurns(e, needLengths, maxTurns)}
+			if len(en.turns) == 0 {
+				ds.skipped++
+				continue
+			}
+			en.messages = []engines.Message{{Role: "user", Content: en.turns[0].user}}
+			en.maxTokens = en.turns[0].answerTokens
+			ds.entries = append(ds.entries, en)
+			continue
+		}
 		prompt, answer := -1, -1
 		for i, turn := range e.Conversations {
 			if prompt < 0 && (turn.From == "human" || turn.From == "user") {
@@ -115,7 +145,7 @@ func parseShareGPT(name string, data []byte, needLengths bool) (dataset, error) 
 			line:     lineAt(data, start),
 		}
 		if answer >= 0 {
-			en.maxTokens = max(1, (len(e.Conversations[answer].Value)+3)/4)
+			en.maxTokens = answerTokens(e.Conversations[answer].Value)
 		}
 		ds.entries = append(ds.entries, en)
 	}
@@ -128,6 +158,33 @@ func parseShareGPT(name string, data []byte, needLengths bool) (dataset, error) 
 	return ds, nil
 }
 
+// shareGPTTurns are the human turns of a ShareGPT conversation, each with
+// the gpt answer that follows it, up to maxTurns. A conversation is cut at
+// the first turn that cannot be used (an empty human turn; in
+// dataset-length mode, a human turn without an answer), so every turn's
+// history is the dataset's.
+func shareGPTTurns(e shareGPTEntry, needLengths bool, maxTurns int) []turn {
+	var out []turn
+	c := e.Conversations
+	for i := 0; i < len(c) && len(out) < maxTurns; i++ {
+		if c[i].From != "human" && c[i].From != "user" {
+			continue
+		}
+		if strings.TrimSpace(c[i].Value) == "" {
+			break
+		}
+		t := turn{user: c[i].Value}
+		if i+1 < len(c) && (c[i+1].From == "gpt" || c[i+1].From == "assistant" || c[i+1].From == "chatgpt") && c[i+1].Value != "" {
+			t.answer, t.answerTokens = c[i+1].Value, answerTokens(c[i+1].Value)
+			i++
+		} else if needLengths {
+			break
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
 type jsonlEntry struct {
 	Prompt   *string `json:"prompt"`
 	Messages []struct {
@@ -137,7 +194,7 @@ type jsonlEntry struct {
 	MaxTokens *int `json:"max_tokens"`
 }
 
-func parseJSONL(name string, data []byte, needLengths bool) (dataset, error) {
+func parseJSONL(name string, data []byte, needLengths bool, maxTurns int) (dataset, error) {
 	ds := dataset{format: "jsonl"}
 	for i, raw := range bytes.Split(data, []byte{'\n'}) {
 		line := bytes.TrimSpace(raw)
@@ -183,6 +240,13 @@ func parseJSONL(name string, data []byte, needLengths bool) (dataset, error) {
 		default:
 			return bad(`want {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}]}`)
 		}
+		if maxTurns > 0 {
+			if err := jsonlTurns(&en, e.MaxTokens, needLengths, maxTurns); err != nil {
+				return bad("%v", err)
+			}
+			ds.entries = append(ds.entries, en)
+			continue
+		}
 		if e.MaxTokens != nil {
 			if *e.MaxTokens < 1 {
 				return bad(`"max_tokens" %d: must be at least 1`, *e.MaxTokens)
@@ -194,4 +258,50 @@ func parseJSONL(name string, data []byte, needLengths bool) (dataset, error) {
 		ds.entries = append(ds.entries, en)
 	}
 	return ds, nil
+}
+
+// jsonlTurns turns an entry's messages into a conversation: the messages
+// before the first user message are its context; each user message is a
+// turn and the assistant message right after it, if any, is the dataset's
+// answer (its length, ⌈bytes/4⌉, the turn's output length in
+// dataset-length mode, else "max_tokens"). At most maxTurns turns are kept.
+func jsonlTurns(en *entry, maxTokens *int, needLengths bool, maxTurns int) error {
+	if maxTokens != nil && *maxTokens < 1 {
+		return fmt.Errorf(`"max_tokens" %d: must be at least 1`, *maxTokens)
+	}
+	msgs := en.messages
+	i := 0
+	for i < len(msgs) && msgs[i].Role != "user" {
+		i++
+	}
+	if i == len(msgs) {
+		return errors.New(`a conversation needs at least one "user" message`)
+	}
+	en.context = msgs[:i]
+	for ; i < len(msgs) && len(en.turns) < maxTurns; i++ {
+		switch msgs[i].Role {
+		case "user":
+			en.turns = append(en.turns, turn{user: msgs[i].Content})
+		case "assistant":
+			t := &en.turns[len(en.turns)-1]
+			if t.answer != "" || msgs[i-1].Role != "user" {
+				return fmt.Errorf("messages[%d]: a second assistant message after one user turn; a conversation alternates user and assistant", i)
+			}
+			t.answer, t.answerTokens = msgs[i].Content, answerTokens(msgs[i].Content)
+		default:
+			return fmt.Errorf("messages[%d]: role %q inside a conversation; only user and assistant turns may follow the first user message", i, msgs[i].Role)
+		}
+	}
+	for j := range en.turns {
+		t := &en.turns[j]
+		if t.answerTokens == 0 && maxTokens != nil {
+			t.answerTokens = *maxTokens
+		}
+		if t.answerTokens == 0 && needLengths {
+			return fmt.Errorf(`turn %d has no assistant answer and there is no "max_tokens", and the spec's OutputTokens is 0: set one of them`, j)
+		}
+	}
+	en.messages = append(append([]engines.Message(nil), en.context...), engines.Message{Role: "user", Content: en.turns[0].user})
+	en.maxTokens = en.turns[0].answerTokens
+	return nil
 }

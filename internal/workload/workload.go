@@ -27,13 +27,63 @@
 // bytes/4 counter with a 17-token template and a words×1.3 counter). The
 // residual error is rounding: a fraction of a word's tokens.
 //
-// # Output lengths
+// # Lengths
 //
-// OutputDist chooses each request's fixed output length (its MaxTokens):
-// "" or "fixed" uses OutputTokens; "uniform:LO-HI" draws uniformly from
-// [LO, HI]; "normal:MEAN,SD" draws round(MEAN + SD·z), at least 1. Draws are
-// per seq from the seed. With a dataset and OutputTokens 0 and no OutputDist,
-// the dataset's own lengths are used (see below).
+// InputDist and OutputDist choose each request's prompt length and fixed
+// output length (its MaxTokens) from a Dist: "" or "fixed" uses
+// InputTokens / OutputTokens; "uniform:LO,HI", "normal:MEAN,SD" and
+// "lognormal:MEAN,SD" draw per seq from the seed; "dataset" takes the
+// dataset's own lengths. A synthetic prompt of drawn length t has
+// round((t − a)/b) words under the calibrated fit (so the calibration
+// probe, sent at the distribution's mean, sizes every length). With a
+// dataset and OutputTokens 0 and no OutputDist, the dataset's own output
+// lengths are used (see below); a dataset's prompts are always its own.
+//
+// # Shared prefixes
+//
+// With PrefixTokens L and Prefixes K, every synthetic prompt starts with
+// one of K shared prefixes of about L server tokens, chosen per seq from the
+// seed, and then the prompt's unique part: the request id and its filler
+// words. The id follows the prefix, so the prefix is the only part two
+// prompts share: a prefix cache can serve the prefix and nothing after it.
+// The prompt's length (InputTokens or InputDist) includes the prefix, so a
+// run with prefixes and one without send prompts of the same length, and
+// their TTFT compare the cache. Prefix k opens with "prefix-k:" and its
+// words are drawn from the seed and k, so the K prefixes differ from their
+// first tokens. Info.PrefixTokens is the prefix's length in server tokens
+// as the calibration estimates it (words × tokens per word); the chat
+// template's tokens before it are not counted. The calibration probe has
+// no prefix, so it warms no cache.
+//
+// # Conversations
+//
+// A workload with Turns is multi-turn: each request is one turn of a
+// conversation, and it carries the conversation's history — every earlier
+// user turn and the engine's own answer to it, as the engine streamed it —
+// followed by the new user turn. So a turn can be built only once the
+// previous one has ended, and the next turn is the previous prompt plus
+// two messages: what a prefix cache is for.
+//
+// Conversations maps one sample's seqs onto conversations: with stride C
+// (the concurrency), seq first+r belongs to position r mod C, and each
+// position runs its conversations' turns one after another (position p
+// runs conversations p, p+C, p+2C, … of the sample). A closed loop hands
+// seqs out in order, so turn t+1 (seq s+C) is dispatched after turn t (seq
+// s) started, and C conversations are in flight at once, like C users.
+// Begin waits for the previous turn to end and then for ThinkTime; while
+// it waits, the slot is idle (a user thinking), so fewer than C requests
+// may be in flight. The wait cannot deadlock: the lowest seq in flight
+// never waits (its previous turn has a lower seq and has ended).
+//
+// A conversation's number is first + its index in the sample, unique in a
+// run whose samples start C·turns seqs apart or more (the suite's are
+// 10 000 000 apart). Conversation c is synthetic (Turns turns whose user
+// messages are synthetic prompts of the input distribution's lengths, the
+// first opening with the conversation's shared prefix, if any) or dataset
+// entry c mod entries, salted "[conversation c] " in its first message past
+// the first pass. When a turn failed, the next turn's history has the
+// dataset's answer in its place (synthetic: filler words of the requested
+// length), and TurnInfo.Substituted says so.
 //
 // # Datasets
 //
@@ -78,24 +128,30 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/inferbench/inferbench/engines"
 )
 
 // Spec describes a workload. The zero value is not a workload: set InputTokens
-// and OutputTokens (synthetic) or Dataset.
+// (or InputDist) and OutputTokens (or OutputDist) for synthetic prompts, or a
+// Dataset.
 type Spec struct {
 	// InputTokens is the target prompt length in server tokens (synthetic
-	// prompts only; must be 0 with a Dataset).
+	// prompts only; must be 0 with a Dataset). With PrefixTokens it includes
+	// the shared prefix.
 	InputTokens int
+	// InputDist is "" or "fixed" (InputTokens), or a Dist of prompt lengths
+	// (uniform, normal, lognormal), which excludes InputTokens. A dataset's
+	// prompts are sent as they are: with a Dataset it must be "" or "dataset".
+	InputDist string
 	// OutputTokens is the fixed output length of every request; with a
 	// Dataset, 0 means "use the dataset's lengths".
 	OutputTokens int
-	// OutputDist is "" or "fixed" (OutputTokens), "uniform:LO-HI" or
-	// "normal:MEAN,SD"; the latter two exclude OutputTokens.
+	// OutputDist is "" or "fixed" (OutputTokens), a Dist of output lengths
+	// (uniform, normal, lognormal; these exclude OutputTokens) or "dataset".
 	OutputDist string
 	// Dataset is the path of a ShareGPT JSON or JSON-lines file; "" means
 	// synthetic prompts.
@@ -106,6 +162,34 @@ type Spec struct {
 	// N. 0 means every dataset entry, or unbounded for synthetic prompts
 	// (every seq distinct). A repeated prompt may hit a prefix cache.
 	N int
+	// PrefixTokens is the length of the shared prefixes in server tokens
+	// and Prefixes their number (see the package doc); both 0 means none.
+	// Synthetic prompts only; PrefixTokens must be below every prompt
+	// length the input distribution can draw (below its mean for normal and
+	// lognormal, whose short draws keep one unique word after the prefix).
+	PrefixTokens, Prefixes int
+	// Turns makes the workload conversations (see Conversations): for
+	// synthetic prompts the number of turns of every conversation (≥ 2);
+	// with a Dataset the most user turns replayed of each conversation
+	// (ShareGPT: all its human turns; JSON lines: the user messages of
+	// "messages"). 0 is single-turn.
+	Turns int
+	// ThinkTime is the pause between a turn's answer and the next turn of
+	// its conversation (the user reading and typing). 0 sends it at once.
+	ThinkTime time.Duration
+}
+
+// Info describes one request beyond what the engine is sent, for its record.
+type Info struct {
+	// PrefixTokens is the shared prefix's length in server tokens as the
+	// calibration estimates it (0: no shared prefix): the part of the
+	// prompt the workload made cacheable.
+	PrefixTokens int
+	// Prefix is the index of the shared prefix (-1: none).
+	Prefix int
+	// InputTokens is the prompt length drawn for a synthetic prompt (0
+	// for a dataset's prompt, whose length is the dataset's).
+	InputTokens int
 }
 
 // ErrNotSynthetic is returned by Calibrate on a dataset workload, whose
@@ -116,15 +200,18 @@ var ErrNotSynthetic = errors.New("workload: calibration applies to synthetic pro
 // for concurrent use.
 type Workload struct {
 	spec    Spec
-	out     outputDist
+	in, out Dist
 	entries []entry // dataset entries in shuffled order; nil if synthetic
 	format  string  // "synthetic", "sharegpt" or "jsonl"
 	skipped int
+	turns   int // turns of the longest conversation (1: single-turn)
 
-	mu    sync.RWMutex
-	words int              // filler words per synthetic prompt
-	obs   []obs            // calibration observations
-	probe *engines.Request // the last Probe, for Calibrate
+	mu     sync.RWMutex
+	a, b   float64          // the fit prompt_tokens = a + b·words (0, 1 before calibration)
+	words  int              // filler words of a prompt of InputTokens (or the mean length)
+	obs    []obs            // calibration observations
+	probe  *engines.Request // the last Probe, for Calibrate
+	prefix map[int]string   // prefix text by index, at the current calibration
 }
 
 // probeSeq is the seq of Probe's request: outside every run's range, so the
@@ -136,6 +223,10 @@ type obs struct{ words, tokens float64 }
 // idWidth is the width of the request id that opens a synthetic prompt.
 const idWidth = 9
 
+// prefixSalt separates the prefix choice and the prefix words from the
+// other per-seq draws.
+const prefixSalt = 0x165667b19e3779f9
+
 // New validates spec and builds its workload, reading the dataset if any.
 func New(spec Spec) (*Workload, error) {
 	switch {
@@ -145,31 +236,55 @@ func New(spec Spec) (*Workload, error) {
 		return nil, fmt.Errorf("workload: output tokens %d: must not be negative", spec.OutputTokens)
 	case spec.N < 0:
 		return nil, fmt.Errorf("workload: N %d: must not be negative", spec.N)
+	case spec.PrefixTokens < 0 || spec.Prefixes < 0:
+		return nil, fmt.Errorf("workload: prefix tokens %d, prefixes %d: must not be negative", spec.PrefixTokens, spec.Prefixes)
+	case (spec.PrefixTokens > 0) != (spec.Prefixes > 0):
+		return nil, fmt.Errorf("workload: prefix tokens %d with %d prefixes: set both (e.g. -prefix-tokens=1024 -prefixes=4) or neither", spec.PrefixTokens, spec.Prefixes)
+	case spec.Turns < 0:
+		return nil, fmt.Errorf("workload: turns %d: must not be negative", spec.Turns)
+	case spec.ThinkTime < 0:
+		return nil, fmt.Errorf("workload: think time %v: must not be negative", spec.ThinkTime)
 	}
-	out, err := parseOutputDist(spec.OutputDist, spec.OutputTokens)
+	out, err := ParseDist("output", spec.OutputDist, spec.OutputTokens)
 	if err != nil {
 		return nil, err
 	}
-	w := &Workload{spec: spec, out: out}
+	in, err := ParseDist("input", spec.InputDist, spec.InputTokens)
+	if err != nil {
+		return nil, err
+	}
+	w := &Workload{spec: spec, in: in, out: out, b: 1, turns: 1}
 	if spec.Dataset == "" {
-		if spec.InputTokens < 1 {
-			return nil, errors.New("workload: synthetic prompts need InputTokens ≥ 1 (or set a Dataset)")
+		if in.Dataset() {
+			return nil, errors.New("workload: synthetic prompts need InputTokens ≥ 1 or an InputDist (or set a Dataset)")
 		}
-		if out.kind == "dataset" {
-			return nil, errors.New("workload: synthetic prompts need OutputTokens ≥ 1 or an OutputDist")
+		if out.Dataset() {
+			return nil, errors.New("workload: synthetic prompts need OutputTokens ≥ 1 or an OutputDist (dataset lengths need a Dataset)")
 		}
+		if spec.PrefixTokens > 0 {
+			if in.Min() <= spec.PrefixTokens && (in.Fixed() || in.kind == "uniform") || in.Mean() <= float64(spec.PrefixTokens) {
+				return nil, fmt.Errorf("workload: prefix tokens %d: the prompts (input %s) must be longer than the shared prefix, which is part of them", spec.PrefixTokens, in)
+			}
+		}
+		if spec.Turns == 1 {
+			return nil, errors.New("workload: turns 1: a synthetic conversation needs at least 2 turns (0 is single-turn)")
+		}
+		w.turns = max(spec.Turns, 1)
 		w.format = "synthetic"
-		w.words = max(spec.InputTokens-1, 1) // one token per word, minus the id; Calibrate refines it
+		w.words = w.fillerLocked(w.meanInput(), 0)
 		return w, nil
 	}
-	if spec.InputTokens != 0 {
-		return nil, fmt.Errorf("workload: InputTokens %d applies to synthetic prompts; a dataset's prompts are sent as they are", spec.InputTokens)
+	if spec.InputTokens != 0 || !in.Dataset() {
+		return nil, fmt.Errorf("workload: input %s applies to synthetic prompts; a dataset's prompts are sent as they are", in)
+	}
+	if spec.PrefixTokens > 0 {
+		return nil, errors.New("workload: shared prefixes apply to synthetic prompts; a dataset's prompts are sent as they are")
 	}
 	data, err := os.ReadFile(spec.Dataset)
 	if err != nil {
 		return nil, fmt.Errorf("workload: dataset: %w", err)
 	}
-	ds, err := parseDataset(spec.Dataset, data, out.kind == "dataset")
+	ds, err := parseDataset(spec.Dataset, data, out.Dataset(), spec.Turns)
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
@@ -178,6 +293,7 @@ func New(spec Spec) (*Workload, error) {
 	w.entries = make([]entry, len(perm))
 	for i, j := range perm {
 		w.entries[i] = ds.entries[j]
+		w.turns = max(w.turns, len(ds.entries[j].turns))
 	}
 	if spec.N > 0 {
 		if spec.N > len(w.entries) {
@@ -189,32 +305,102 @@ func New(spec Spec) (*Workload, error) {
 	return w, nil
 }
 
+// meanInput is the prompt length the calibration aims at: InputTokens, or
+// the input distribution's mean.
+func (w *Workload) meanInput() int { return int(math.Round(w.in.Mean())) }
+
+// fillerLocked is the number of filler words of a prompt of target tokens
+// whose prefix has prefixWords words, under the current fit: the words the
+// fit gives the target, minus the id and the prefix, at least 1.
+func (w *Workload) fillerLocked(target, prefixWords int) int {
+	total := int(math.Round((float64(target) - w.a) / w.b))
+	return max(total-1-prefixWords, 1)
+}
+
 // Request returns request seq of the workload (any seq; the sequence is the
 // same for every instance built from the same Spec and calibration).
 func (w *Workload) Request(seq int) engines.Request {
+	r, _ := w.RequestInfo(seq)
+	return r
+}
+
+// RequestInfo is Request with what the request's record should carry.
+func (w *Workload) RequestInfo(seq int) (engines.Request, Info) {
 	if w.spec.N > 0 {
 		seq = ((seq % w.spec.N) + w.spec.N) % w.spec.N
 	}
+	info := Info{Prefix: -1}
 	if w.entries != nil {
 		e := w.entries[((seq%len(w.entries))+len(w.entries))%len(w.entries)]
 		maxTokens := e.maxTokens
-		if w.out.kind != "dataset" {
-			maxTokens = w.out.draw(w.spec.Seed, seq)
+		if !w.out.Dataset() {
+			maxTokens = w.out.Draw(w.spec.Seed, outputSalt, seq)
 		}
 		msgs := make([]engines.Message, len(e.messages))
 		copy(msgs, e.messages)
 		if w.spec.N == 0 && (seq < 0 || seq >= len(w.entries)) && len(msgs) > 0 {
 			msgs[0].Content = fmt.Sprintf("[request %d] %s", seq, msgs[0].Content)
 		}
-		return engines.Request{Messages: msgs, MaxTokens: maxTokens}
+		return engines.Request{Messages: msgs, MaxTokens: maxTokens}, info
 	}
+	target := w.in.Draw(w.spec.Seed, inputSalt, seq)
+	info.InputTokens = target
+	var prefix string
 	w.mu.RLock()
 	n := w.words
-	w.mu.RUnlock()
-	return engines.Request{
-		Messages:  []engines.Message{{Role: "user", Content: syntheticPrompt(w.spec.Seed, seq, n)}},
-		MaxTokens: w.out.draw(w.spec.Seed, seq),
+	pw := 0
+	if w.spec.Prefixes > 0 && seq != probeSeq {
+		info.Prefix = rand.New(rand.NewPCG(uint64(w.spec.Seed)^prefixSalt, uint64(seq))).IntN(w.spec.Prefixes)
+		pw = w.prefixWordsLocked()
+		info.PrefixTokens = int(math.Round(float64(pw) * w.b))
+		prefix = w.prefix[info.Prefix]
 	}
+	if !w.in.Fixed() || pw > 0 {
+		n = w.fillerLocked(target, pw)
+	}
+	w.mu.RUnlock()
+	if info.Prefix >= 0 && prefix == "" {
+		prefix = w.prefixText(info.Prefix)
+	}
+	content := syntheticPrompt(w.spec.Seed, seq, n)
+	if prefix != "" {
+		content = prefix + " " + content
+	}
+	return engines.Request{
+		Messages:  []engines.Message{{Role: "user", Content: content}},
+		MaxTokens: w.out.Draw(w.spec.Seed, outputSalt, seq),
+	}, info
+}
+
+// prefixWordsLocked is the number of words of a shared prefix: PrefixTokens
+// at the fitted tokens per word (the chat template's fixed overhead is
+// not in the prefix), counting the "prefix-k:" tag as one.
+func (w *Workload) prefixWordsLocked() int {
+	return max(int(math.Round(float64(w.spec.PrefixTokens)/w.b)), 3)
+}
+
+// prefixText builds (and keeps, until the next calibration) the text of
+// prefix k: "prefix k:" and filler words drawn from the seed and k.
+func (w *Workload) prefixText(k int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p, ok := w.prefix[k]; ok {
+		return p
+	}
+	n := w.prefixWordsLocked() - 1
+	rng := rand.New(rand.NewPCG(uint64(w.spec.Seed)^prefixSalt, uint64(k)|1<<62))
+	var b strings.Builder
+	b.Grow(12 + 5*n)
+	fmt.Fprintf(&b, "prefix-%d:", k)
+	for range n {
+		b.WriteByte(' ')
+		b.WriteString(vocabulary[rng.IntN(len(vocabulary))])
+	}
+	if w.prefix == nil {
+		w.prefix = map[int]string{}
+	}
+	w.prefix[k] = b.String()
+	return w.prefix[k]
 }
 
 // syntheticPrompt is the id of seq followed by n filler words drawn from seed and seq.
@@ -230,8 +416,9 @@ func syntheticPrompt(seed int64, seq, n int) string {
 	return b.String()
 }
 
-// Words is the current number of filler words per synthetic prompt (0 for a
-// dataset workload).
+// Words is the current number of filler words of a synthetic prompt of
+// InputTokens (of the input distribution's mean length), without a shared
+// prefix (0 for a dataset workload).
 func (w *Workload) Words() int {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -250,15 +437,29 @@ func (w *Workload) Len() int {
 	return 0
 }
 
+// Input and Output are the length distributions of prompts and outputs.
+func (w *Workload) Input() Dist  { return w.in }
+func (w *Workload) Output() Dist { return w.out }
+
 // Probe returns a request for a preflight probe: for synthetic prompts one
-// at the current calibration whose id (-1) no run uses; for a dataset its
-// last entry, salted as seq -1, so no measured request shares its prefix.
-// Calibrate uses the most recent Probe.
+// at the current calibration (at the input distribution's mean, without a
+// shared prefix) whose id (-1) no run uses; for a dataset its last entry,
+// salted as seq -1, so no measured request shares its prefix. Calibrate
+// uses the most recent Probe.
 func (w *Workload) Probe() engines.Request {
 	if w.entries != nil {
 		return w.Request(probeSeq)
 	}
-	r := w.Request(probeSeq)
+	w.mu.RLock()
+	n := w.words
+	w.mu.RUnlock()
+	r := engines.Request{
+		Messages:  []engines.Message{{Role: "user", Content: syntheticPrompt(w.spec.Seed, probeSeq, n)}},
+		MaxTokens: w.out.Draw(w.spec.Seed, outputSalt, probeSeq),
+	}
+	if w.out.Dataset() {
+		r.MaxTokens = 0
+	}
 	w.mu.Lock()
 	w.probe = &r
 	w.mu.Unlock()
@@ -312,12 +513,13 @@ func (w *Workload) CalibrateWith(probe engines.Request, reported int) error {
 		w.obs = w.obs[:len(w.obs)-1]
 		return fmt.Errorf("workload: calibrate: prompt_tokens (%d for %d words) do not grow with the prompt length; keeping %d filler words", reported, words, w.words)
 	}
-	target := int(math.Round((float64(w.spec.InputTokens)-a)/b)) - 1 // minus the id
-	if target < 1 {
+	w.a, w.b, w.prefix = a, b, nil
+	target := w.meanInput()
+	if int(math.Round((float64(target)-a)/b))-1 < 1 {
 		w.words = 1
-		return fmt.Errorf("workload: calibrate: input tokens %d is below the fixed overhead of about %.0f tokens (chat template and request id); using 1 filler word", w.spec.InputTokens, a+b)
+		return fmt.Errorf("workload: calibrate: input tokens %d is below the fixed overhead of about %.0f tokens (chat template and request id); using 1 filler word", target, a+b)
 	}
-	w.words = target
+	w.words = w.fillerLocked(target, 0)
 	return nil
 }
 
@@ -346,7 +548,10 @@ func fit(o []obs) (a, b float64) {
 func (w *Workload) Describe() string {
 	var b strings.Builder
 	if w.entries == nil {
-		fmt.Fprintf(&b, "synthetic in=%d", w.spec.InputTokens)
+		fmt.Fprintf(&b, "synthetic in=%s", w.in)
+		if w.spec.Prefixes > 0 {
+			fmt.Fprintf(&b, " prefix=%dx%d", w.spec.Prefixes, w.spec.PrefixTokens)
+		}
 	} else {
 		fmt.Fprintf(&b, "%s file=%s entries=%d", w.format, w.spec.Dataset, len(w.entries))
 		if w.skipped > 0 {
@@ -357,79 +562,8 @@ func (w *Workload) Describe() string {
 	if w.spec.N > 0 {
 		fmt.Fprintf(&b, " n=%d", w.spec.N)
 	}
+	if w.spec.Turns > 0 {
+		fmt.Fprintf(&b, " turns=%d think=%v", w.turns, w.spec.ThinkTime)
+	}
 	return b.String()
-}
-
-// outputDist draws per-request output lengths.
-type outputDist struct {
-	kind          string // "fixed", "uniform", "normal" or "dataset"
-	fixed, lo, hi int
-	mean, sd      float64
-}
-
-func (d outputDist) String() string {
-	switch d.kind {
-	case "fixed":
-		return strconv.Itoa(d.fixed)
-	case "uniform":
-		return fmt.Sprintf("uniform:%d-%d", d.lo, d.hi)
-	case "normal":
-		return fmt.Sprintf("normal:%g,%g", d.mean, d.sd)
-	}
-	return "dataset"
-}
-
-// draw is the output length of seq; deterministic in seed and seq.
-func (d outputDist) draw(seed int64, seq int) int {
-	rng := rand.New(rand.NewPCG(uint64(seed)^0x9e3779b97f4a7c15, uint64(seq)))
-	switch d.kind {
-	case "uniform":
-		return d.lo + rng.IntN(d.hi-d.lo+1)
-	case "normal":
-		return max(1, int(math.Round(d.mean+d.sd*rng.NormFloat64())))
-	}
-	return d.fixed
-}
-
-func parseOutputDist(s string, fixed int) (outputDist, error) {
-	kind, arg, _ := strings.Cut(s, ":")
-	bad := func(format string, a ...any) (outputDist, error) {
-		return outputDist{}, fmt.Errorf("workload: output distribution %q: "+format, append([]any{s}, a...)...)
-	}
-	if kind != "" && kind != "fixed" && fixed != 0 {
-		return bad("set either OutputTokens (%d, a fixed length) or a distribution, not both", fixed)
-	}
-	switch kind {
-	case "", "fixed":
-		if arg != "" {
-			return bad("fixed takes no argument; set OutputTokens")
-		}
-		if fixed == 0 {
-			return outputDist{kind: "dataset"}, nil
-		}
-		return outputDist{kind: "fixed", fixed: fixed}, nil
-	case "uniform":
-		los, his, ok := strings.Cut(arg, "-")
-		lo, err1 := strconv.Atoi(los)
-		hi, err2 := strconv.Atoi(his)
-		if !ok || err1 != nil || err2 != nil {
-			return bad("want uniform:LO-HI with integers, e.g. uniform:64-192")
-		}
-		if lo < 1 || hi < lo {
-			return bad("want 1 ≤ LO ≤ HI")
-		}
-		return outputDist{kind: "uniform", lo: lo, hi: hi}, nil
-	case "normal":
-		ms, sds, ok := strings.Cut(arg, ",")
-		mean, err1 := strconv.ParseFloat(ms, 64)
-		sd, err2 := strconv.ParseFloat(sds, 64)
-		if !ok || err1 != nil || err2 != nil {
-			return bad("want normal:MEAN,SD, e.g. normal:128,32")
-		}
-		if !(mean >= 1) || !(sd >= 0) || math.IsInf(mean, 0) || math.IsInf(sd, 0) {
-			return bad("want MEAN ≥ 1 and SD ≥ 0")
-		}
-		return outputDist{kind: "normal", mean: mean, sd: sd}, nil
-	}
-	return bad("unknown kind %q; use fixed, uniform:LO-HI or normal:MEAN,SD", kind)
 }

@@ -395,15 +395,18 @@ func TestDatasetErrors(t *testing.T) {
 }
 
 func FuzzDataset(f *testing.F) {
-	f.Add([]byte(shareGPT), false)
-	f.Add([]byte(shareGPT), true)
-	f.Add([]byte(`{"prompt":"a","max_tokens":3}`+"\n"+`{"messages":[{"role":"user","content":"b"}]}`), false)
-	f.Add([]byte("[\n{\"conversations\": [\n"), true)
-	f.Add([]byte("\ufeff{\"prompt\":\"x\"}"), false)
-	f.Add([]byte("[null, 1, \"x\"]"), false)
-	f.Add([]byte("{\"messages\":[{\"role\":null,\"content\":null}]}"), false)
-	f.Fuzz(func(t *testing.T, data []byte, needLengths bool) {
-		ds, err := parseDataset("fuzz", data, needLengths)
+	f.Add([]byte(shareGPT), false, uint8(0))
+	f.Add([]byte(shareGPT), true, uint8(0))
+	f.Add([]byte(`{"prompt":"a","max_tokens":3}`+"\n"+`{"messages":[{"role":"user","content":"b"}]}`), false, uint8(0))
+	f.Add([]byte("[\n{\"conversations\": [\n"), true, uint8(0))
+	f.Add([]byte("\ufeff{\"prompt\":\"x\"}"), false, uint8(1))
+	f.Add([]byte("[null, 1, \"x\"]"), false, uint8(0))
+	f.Add([]byte("{\"messages\":[{\"role\":null,\"content\":null}]}"), false, uint8(0))
+	f.Add([]byte(`{"messages":[{"role":"system","content":"s"},{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]}`), true, uint8(3))
+	f.Add([]byte(shareGPT), true, uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, needLengths bool, turns uint8) {
+		maxTurns := int(turns % 5)
+		ds, err := parseDataset("fuzz", data, needLengths, maxTurns)
 		if err != nil {
 			assert.True(t, strings.HasPrefix(err.Error(), "fuzz") || strings.HasPrefix(err.Error(), "dataset fuzz"), "error names the file: %v", err)
 			return
@@ -414,6 +417,17 @@ func FuzzDataset(f *testing.F) {
 			assert.GreaterOrEqual(t, e.line, 1)
 			if needLengths {
 				assert.GreaterOrEqual(t, e.maxTokens, 1)
+			}
+			if maxTurns > 0 {
+				require.NotEmpty(t, e.turns)
+				assert.LessOrEqual(t, len(e.turns), maxTurns)
+				for _, tr := range e.turns {
+					if needLengths {
+						assert.GreaterOrEqual(t, tr.answerTokens, 1)
+					}
+				}
+			} else {
+				assert.Empty(t, e.turns)
 			}
 		}
 	})
