@@ -37,14 +37,27 @@ type LlamaConfig struct {
 }
 
 // ChatTemplate is the Jinja chat template NewLlama stores as
-// tokenizer.chat_template: each message as <|role|>content and a newline,
-// then <|assistant|> for the reply. OllamaTemplate is the same in ollama's
-// Go template syntax.
-const ChatTemplate = "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}\n{% endfor %}" +
-	"{% if add_generation_prompt %}<|assistant|>{% endif %}"
+// tokenizer.chat_template: each message as "[role] content" and a newline,
+// then "[assistant]" for the reply. Its leading comment keeps it far from
+// every well-known template: ollama's "ollama create" matches a GGUF's
+// template against those (edit distance under 100) and, on a match, adds
+// that family's stop strings to the model ("<|im_start|>" for a template
+// like ChatML), which random text can spell and so end a reply early.
+//
+// OllamaTemplate is the same in ollama's Go template syntax.
+const ChatTemplate = "{#- inferbench random-weight test model: no real language, every message as [role] content, one a line, then the reply -#}" +
+	"{% for message in messages %}[{{ message['role'] }}] {{ message['content'] }}\n{% endfor %}" +
+	"{% if add_generation_prompt %}[assistant]{% endif %}"
 
 // OllamaTemplate is ChatTemplate for an ollama Modelfile's TEMPLATE.
-const OllamaTemplate = "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}\n{{ end }}<|assistant|>"
+const OllamaTemplate = "{{- range .Messages }}[{{ .Role }}] {{ .Content }}\n{{ end }}[assistant]"
+
+// OllamaModelfile returns the start of an ollama Modelfile for the GGUF
+// file at path (relative to the Modelfile, e.g. "./tiny.gguf"): FROM and
+// TEMPLATE. Callers append their PARAMETER lines.
+func OllamaModelfile(path string) string {
+	return "FROM " + path + "\nTEMPLATE \"\"\"" + OllamaTemplate + "\"\"\"\n"
+}
 
 // Output-layer constants of the unreachable-token construction (see NewLlama).
 const (
