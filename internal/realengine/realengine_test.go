@@ -68,7 +68,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	resp.Body.Close()
-	os.Exit(m.Run())
+	code := m.Run()
+	if theRun != nil && os.Getenv("REALENGINE_OUT") == "" {
+		os.RemoveAll(theRun.dir) // kept only where REALENGINE_OUT asks for it
+	}
+	os.Exit(code)
 }
 
 // suiteRun is one run of the suite's command line and what it wrote.
