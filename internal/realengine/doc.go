@@ -1,0 +1,32 @@
+// Package realengine holds the tests that run inferbench against a real
+// engine nobody here wrote: ollama, whose CPU backend is llama.cpp with
+// continuous batching over OLLAMA_NUM_PARALLEL slots, serving a random-weight
+// model of our own (internal/gguf).
+//
+// The tests sit behind the build tag realengine, so a plain go test ./...
+// needs no engine and stays fast. .ci/real-engine builds ollama, generates
+// the model, starts the server and runs them:
+//
+//	bash .ci/real-engine
+//
+// Against an ollama that is already running, with a model whose output never
+// ends early (such as the one .ci/real-engine creates):
+//
+//	INFERBENCH_OLLAMA_URL=http://127.0.0.1:11434 INFERBENCH_OLLAMA_MODEL=tiny \
+//	  go test -tags realengine -count=1 -v ./internal/realengine/
+//
+// Environment: INFERBENCH_OLLAMA_URL (required: the server's base URL),
+// INFERBENCH_OLLAMA_MODEL (required), REALENGINE_OUT (where the suite's
+// result files go; a temporary folder when unset).
+//
+// What they check, each driving the suite only through its command line
+// (go test -bench=. -engines=ollama@MODEL=URL ... in the repository root):
+//
+//   - the suite end to end: exit status, no failed request, exact output
+//     token counts, result files and plots written;
+//   - agreement with the engine's own accounting (/api/chat's eval_count and
+//     eval_duration) at concurrency 1;
+//   - agreement with the independent Python client
+//     (testdata/vllm_style_client.py) on tok/s and TTFT at concurrency 1 and 4;
+//   - continuous batching is visible: more tok/s at concurrency 4 than at 1.
+package realengine
