@@ -106,7 +106,11 @@ def main():
     ap.add_argument("--prompt-words", type=int, default=60)
     ap.add_argument("--stagger", type=float, default=0.0,
                     help="spread the threads' first requests over this many seconds")
+    ap.add_argument("--salt", default="",
+                    help="opens every prompt, so that two runs send no common prefix "
+                         "(an engine's prefix cache would serve a rerun's identical prompts)")
     args = ap.parse_args()
+    salt = args.salt + " " if args.salt else ""
 
     lock = threading.Lock()
     results = []
@@ -117,7 +121,7 @@ def main():
         # desynchronised steady state instead of a thundering herd.
         time.sleep(wid * args.stagger / args.concurrency)
         for i in range(args.warmup):
-            one_request(args.url, args.model, "warm up %d %d " % (wid, i) + "word " * args.prompt_words, args.max_tokens)
+            one_request(args.url, args.model, salt + "warm up %d %d " % (wid, i) + "word " * args.prompt_words, args.max_tokens)
         while True:
             with lock:
                 measured = sent[0] < args.requests
@@ -127,13 +131,13 @@ def main():
                 elif len(results) >= args.requests:
                     return
             if measured:
-                r = one_request(args.url, args.model, "request %d " % n + "word " * args.prompt_words, args.max_tokens)
+                r = one_request(args.url, args.model, salt + "request %d " % n + "word " * args.prompt_words, args.max_tokens)
                 with lock:
                     results.append(r)
             else:
                 # Cooldown: keep the concurrency held until every measured
                 # request has ended, so all of them ran at C (not measured).
-                one_request(args.url, args.model, "cooldown %d " % wid + "word " * args.prompt_words, args.max_tokens)
+                one_request(args.url, args.model, salt + "cooldown %d " % wid + "word " * args.prompt_words, args.max_tokens)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.concurrency)]
     for t in threads:
