@@ -90,12 +90,18 @@ var (
 		"service-level objective, e.g. ttft-p99=2s,tpot-p99=100ms or mlperf-server:llama3.1-8b: adds goodput-req/s, slo-good/op, slo-met to every line and enables BenchmarkCapacity")
 	flagCapacityRepeats = flag.Int("capacity-repeats", suite.DefaultCapacityRepeats,
 		"BenchmarkCapacity: samples at each rate near the boundary, all of which must meet -slo")
+	flagTrace = flag.String("trace", "",
+		"replay a trace (JSONL: Mooncake's timestamp,input_length,output_length,hash_ids; CSV: BurstGPT's Timestamp,Request tokens,Response tokens, or timestamp_ms,input_length,output_length) open loop, once per engine (sub-benchmark trace=SPEEDx)")
+	flagTraceSpeed = flag.Float64("trace-speed", 1,
+		"-trace's arrivals are its offsets ÷ this (2 replays twice as fast)")
+	flagTraceBlockTokens = flag.Int("trace-block-tokens", suite.DefaultTraceBlockTokens,
+		"tokens per hash id of a trace's shared prompt blocks (Mooncake's are 512)")
 )
 
-// concurrencyOption is -concurrency, or none when -rate is given without
+// concurrencyOption is -concurrency, or none when -rate or -trace is given without
 // it: an open-loop run does not also sweep the default closed-loop levels.
 func concurrencyOption() string {
-	if *flagRate != "" && !flagSet("concurrency") {
+	if (*flagRate != "" || *flagTrace != "") && !flagSet("concurrency") {
 		return ""
 	}
 	return *flagConcurrency
@@ -182,6 +188,9 @@ func runSuite(m *testing.M) int {
 		Turns:            *flagTurns,
 		ThinkTime:        *flagThinkTime,
 		Endpoint:         *flagEndpoint,
+		Trace:            *flagTrace,
+		TraceSpeed:       *flagTraceSpeed,
+		TraceBlockTokens: *flagTraceBlockTokens,
 	})
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
@@ -313,6 +322,15 @@ func BenchmarkServe(b *testing.B) {
 			})
 		}
 	}
+	// A trace replay: the whole trace, whatever -benchtime (TopUp sends
+	// the arrivals b.Loop did not).
+	if s.HasTrace() {
+		for _, e := range s.Engines() {
+			b.Run(s.TraceName(e), func(b *testing.B) {
+				benchSample(b, func() (*suite.Sample, error) { return s.StartTrace(b.Context(), e) })
+			})
+		}
+	}
 }
 
 // benchSample is one sample of one engine at one level.
@@ -327,8 +345,19 @@ func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	replayed := false
 	for b.Loop() {
-		if sm.Dispatch() != nil {
+		if replayed {
+			// A trace replay sent its last arrival before b.Loop's time was
+			// up: wait it out without spinning (b.Loop must run to its end).
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err := sm.Dispatch(); err != nil {
+			if errors.Is(err, suite.ErrReplayDone) {
+				replayed = true
+				continue
+			}
 			break // interrupted; Finish saves the records
 		}
 	}

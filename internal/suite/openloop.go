@@ -13,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferbench/inferbench/engines"
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
+	"github.com/inferbench/inferbench/internal/workload"
 )
 
 // DefaultMaxConcurrency is the -max-concurrency an open loop gets when
@@ -149,6 +151,8 @@ func scheduleSeed(seed int64, r float64, k int) int64 {
 // openSample is what an open-loop sample adds to a Sample.
 type openSample struct {
 	rate   float64
+	level  string // the name element when not rate=R (a trace replay)
+	replay bool   // a trace replay: the whole schedule is the sample
 	pacer  load.Scheduler
 	warmup int
 	cap    int
@@ -172,30 +176,54 @@ func (s *Suite) openWarmup(rate float64) int {
 }
 
 func (s *Suite) startOpen(ctx context.Context, e *Engine, rate float64, n int, seed int64, probe bool) (*Sample, error) {
+	o := &openSample{rate: rate, pacer: s.arrival.pacer(rate, seed), warmup: s.openWarmup(rate), cap: s.maxConcurrency(), probe: probe}
+	return s.startOpenWith(ctx, e, o, n, nil, func(rec *record.Record) (reqInfo, error) {
+		req, info := s.work.RequestInfo(rec.Seq)
+		return reqInfo{req, info}, nil
+	})
+}
+
+// reqInfo is a request and what the workload says of it.
+type reqInfo struct {
+	req  engines.Request
+	info workload.Info
+}
+
+// startOpenWith starts open-loop sample n of engine e with o's schedule,
+// building each request with build; *first (if first is not nil) is set to
+// the sample's first seq before any request is built.
+func (s *Suite) startOpenWith(ctx context.Context, e *Engine, o *openSample, n int, first *int, build func(*record.Record) (reqInfo, error)) (*Sample, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
-	o := &openSample{rate: rate, pacer: s.arrival.pacer(rate, seed), warmup: s.openWarmup(rate), cap: s.maxConcurrency(), probe: probe}
 	sm := &Sample{s: s, e: e, c: o.cap, n: n, ctx: ctx, open: o}
 	sm.cancel = func() { stop(); cancel() }
 	if ctx.Err() != nil {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
-	first := e.reserveSeqs()
+	firstSeq := e.reserveSeqs()
+	if first != nil {
+		*first = firstSeq
+	}
 	do := func(ctx context.Context, rec *record.Record) {
 		rec.Engine = e.name
-		rec.Rate = rate
+		rec.Rate = o.rate
 		rec.Sample = n
-		req, info := s.work.RequestInfo(rec.Seq)
-		rec.RequestedTokens = req.MaxTokens
-		e.client.Do(ctx, req, rec)
-		rec.PrefixTokens = info.PrefixTokens // after Do, which resets what it does not own
+		ri, err := build(rec)
+		if err != nil {
+			rec.Sent, rec.Done = time.Since(s.epoch), time.Since(s.epoch)
+			rec.Error, rec.Message = record.Malformed, err.Error()
+			return
+		}
+		rec.RequestedTokens = ri.req.MaxTokens
+		e.client.Do(ctx, ri.req, rec)
+		rec.PrefixTokens = ri.info.PrefixTokens // after Do, which resets what it does not own
 	}
 	run, err := load.StartOpen(ctx, load.OpenConfig{
 		Pacer:          o.pacer,
 		MaxConcurrency: o.cap,
 		Warmup:         o.warmup,
-		FirstSeq:       first,
+		FirstSeq:       firstSeq,
 		Epoch:          s.epoch,
 	}, do)
 	if err != nil {
@@ -255,21 +283,27 @@ func (sm *Sample) openMetrics(res load.Result, sum metrics.Summary) ([]Metric, [
 		{rate(lastSent - firstSent), "achieved-req/s"},
 		{rate(lastInt - firstInt), "scheduled-req/s"},
 		{float64(lag.P50), "lag-p50-ns"},
-		{float64(lag.P99), "lag-p99-ns"},
 		{ratio(float64(late), float64(n)), "late/op"},
 	}
+	// Tails only where the sample supports them, by the result line's rule
+	// (tailMetrics); the *-vs-model ratios below compare the measurement
+	// with the model run on the very same arrivals, a check of the
+	// simulator, and keep their p99.
+	ms = append(ms, tailMetrics(lag, "lag")...)
 	if d := sum.QueuedTTFT; d.N > 0 {
-		ms = append(ms, Metric{float64(d.P50), "queued-ttft-p50-ns"}, Metric{float64(d.P99), "queued-ttft-p99-ns"})
+		ms = append(ms, Metric{float64(d.P50), "queued-ttft-p50-ns"})
+		ms = append(ms, tailMetrics(d, "queued-ttft")...)
 	}
 	if d := sum.QueuedE2E; d.N > 0 {
-		ms = append(ms, Metric{float64(d.P50), "queued-e2e-p50-ns"}, Metric{float64(d.P99), "queued-e2e-p99-ns"})
+		ms = append(ms, Metric{float64(d.P50), "queued-e2e-p50-ns"})
+		ms = append(ms, tailMetrics(d, "queued-e2e")...)
 	}
 	var logs []string
 	if late > 0 {
 		logs = append(logs, fmt.Sprintf("%d of %d arrivals were sent more than %v after their scheduled instant (lag p99 %v): the client or -max-concurrency=%d held them; latency from the intended send counts the wait",
 			late, n, lateThreshold, lag.P99, o.cap))
 	}
-	if sm.s.allSimulated() && res.Dispatched > 0 {
+	if sm.s.allSimulated() && res.Dispatched > 0 && !o.replay { // the model takes fixed lengths, not a trace's
 		pred, err := sm.predictOpen(res.Dispatched, meanPromptTokens(res.Records))
 		if err != nil {
 			logs = append(logs, "no virtual-time prediction: "+err.Error())

@@ -72,6 +72,17 @@ func (s *Suite) MinMeasured(c int) int {
 // level like 256 a single measured request. It fails only when the sample
 // is cancelled.
 func (sm *Sample) TopUp() error {
+	if sm.open != nil && sm.open.replay {
+		// A trace replay is the whole trace: send what b.Loop left.
+		for {
+			if err := sm.Dispatch(); err != nil {
+				if sm.replayed(err) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
 	if sm.open != nil {
 		// An open loop has no slots to fill: its sample is its arrivals
 		// (-benchtime), whatever the cap on requests in flight.

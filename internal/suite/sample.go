@@ -47,6 +47,9 @@ type runner interface {
 
 // level is the sample's name element: concurrency=N or rate=R.
 func (sm *Sample) level() string {
+	if sm.open != nil && sm.open.level != "" {
+		return sm.open.level
+	}
 	if sm.open != nil {
 		return rateLevel(sm.open.rate)
 	}
@@ -172,7 +175,7 @@ func doTurn(ctx context.Context, s *Suite, e *Engine, conv *workload.Conversatio
 // It fails only once the sample is cancelled (an interrupt).
 func (sm *Sample) Dispatch() error {
 	err := sm.run.Dispatch()
-	if err != nil && sm.err == nil {
+	if err != nil && sm.err == nil && !sm.replayed(err) {
 		sm.err = err
 	}
 	if err == nil {

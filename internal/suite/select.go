@@ -55,6 +55,9 @@ func (s *Suite) benchNames(e *Engine) []string {
 	for _, r := range s.rates {
 		names = append(names, benchParent+"/"+s.RateName(e, r))
 	}
+	if s.HasTrace() {
+		names = append(names, benchParent+"/"+s.TraceName(e))
+	}
 	if !s.slo.IsZero() {
 		name := capacityParent
 		if sub := s.CapacityName(e); sub != "" {

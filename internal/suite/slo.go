@@ -32,8 +32,11 @@ func (s *Suite) parseOpenLoop() error {
 			return err
 		}
 	}
-	if s.opt.Concurrency == "" && len(s.rates) == 0 {
-		return errors.New("-concurrency: no levels given and no -rate (example: -concurrency=1,4,16 or -rate=2,8)")
+	if err := s.parseTrace(); err != nil {
+		return err
+	}
+	if s.opt.Concurrency == "" && len(s.rates) == 0 && s.trace == nil {
+		return errors.New("-concurrency: no levels given and no -rate or -trace (example: -concurrency=1,4,16 or -rate=2,8)")
 	}
 	return nil
 }
@@ -45,7 +48,7 @@ func (s *Suite) maxInFlight() int {
 	if len(s.levels) > 0 {
 		n = slices.Max(s.levels)
 	}
-	if len(s.rates) > 0 || !s.slo.IsZero() {
+	if len(s.rates) > 0 || !s.slo.IsZero() || s.trace != nil {
 		n = max(n, s.maxConcurrency())
 	}
 	return n
@@ -55,7 +58,7 @@ func (s *Suite) maxInFlight() int {
 // SLO, so benchstat never pools samples of different schedules or SLOs.
 func (s *Suite) openLoopConfig() []results.KV {
 	var kv []results.KV
-	if len(s.rates) > 0 || !s.slo.IsZero() {
+	if len(s.rates) > 0 || !s.slo.IsZero() || s.trace != nil {
 		kv = append(kv,
 			results.KV{Key: "arrival", Value: s.arrival.String()},
 			results.KV{Key: "max-concurrency", Value: fmt.Sprint(s.maxConcurrency())})

@@ -19,6 +19,7 @@ import (
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"
 	"github.com/inferbench/inferbench/internal/slo"
+	"github.com/inferbench/inferbench/internal/trace"
 	"github.com/inferbench/inferbench/internal/workload"
 )
 
@@ -115,6 +116,13 @@ type Options struct {
 	// Endpoint is -endpoint: "chat" ("" too) or "completions"
 	// (/v1/completions with a prompt and no chat template).
 	Endpoint string
+	// Trace is -trace: a JSONL or CSV trace (internal/trace) replayed open
+	// loop once per engine (sub-benchmark trace=SPEEDx); TraceSpeed is
+	// -trace-speed (0: 1, as recorded); TraceBlockTokens -trace-block-tokens,
+	// the tokens per hash id (0: DefaultTraceBlockTokens).
+	Trace            string
+	TraceSpeed       float64
+	TraceBlockTokens int
 }
 
 // demoPresets are what -engines=fake starts: the prototype's two demo
@@ -146,9 +154,10 @@ type Suite struct {
 	done     atomic.Int64 // samples finished
 	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
 	closers  []func()
-	rep      reportState // summary.json, report.html, progress (report.go)
-	shard    shardSpec   // -shard; 0 of 1 when not sharded
-	sched    *schedule   // -start-at, -start-every
+	trace    *trace.Trace // -trace; nil without
+	rep      reportState  // summary.json, report.html, progress (report.go)
+	shard    shardSpec    // -shard; 0 of 1 when not sharded
+	sched    *schedule    // -start-at, -start-every
 }
 
 // Engine is one engine of the run with its client.
@@ -275,7 +284,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if err := s.parseOpenLoop(); err != nil {
 		return nil, err
 	}
-	if opt.Concurrency != "" || len(s.rates) == 0 {
+	if opt.Concurrency != "" || (len(s.rates) == 0 && s.trace == nil) {
 		if s.levels, err = parseLevels(opt.Concurrency); err != nil {
 			return nil, err
 		}
@@ -340,8 +349,8 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	}); err != nil {
 		return nil, flagError(err)
 	}
-	if s.work.MultiTurn() && len(s.rates) > 0 {
-		return nil, errors.New("-turns: conversations run in the closed loop (-concurrency) only; drop -rate, or -turns")
+	if s.work.MultiTurn() && (len(s.rates) > 0 || s.trace != nil) {
+		return nil, errors.New("-turns: conversations run in the closed loop (-concurrency) only; drop -rate and -trace, or -turns")
 	}
 	if s.work.MultiTurn() && s.shard.n > 1 {
 		return nil, errors.New("-turns: conversations cannot be split over -shard processes yet; run them from one process")
