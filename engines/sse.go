@@ -46,7 +46,7 @@ type sseReader struct {
 
 func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseReader {
 	if bufSize <= 0 {
-		bufSize = 32 << 10
+		bufSize = 8 << 10 // it grows for longer events (fill); reads of a chunked body return a chunk or less
 	}
 	return &sseReader{r: r, stamp: stamp, buf: make([]byte, bufSize)}
 }
