@@ -80,6 +80,12 @@ type Client struct {
 	opt     Options
 	now     func() time.Time
 	secrets []string
+
+	// reads counts how the streams were read (ReadStats).
+	reads readCounters
+	// eventHook, when set (benchmarks only), sees every event's data and
+	// stamp as readStream does.
+	eventHook func(data []byte, at time.Duration)
 }
 
 // NewClient checks the engine and builds its client.
@@ -398,7 +404,13 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		trailing       int // usage growth seen on non-output events since the last output chunk
 		usageOnAll     = true
 		haveUsage      bool
+		rs             ReadStats
+		lastOutRead    = -1 // sr.reads when the previous output chunk was read
 	)
+	defer func() {
+		rs.Reads = int64(sr.reads)
+		c.reads.add(rs)
+	}()
 	for {
 		data, at, err := sr.Next()
 		if err != nil {
@@ -419,6 +431,10 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			}
 			c.transportFailure(ctx, rec, err, false)
 			break
+		}
+		rs.Events++
+		if c.eventHook != nil {
+			c.eventHook(data, at)
 		}
 		if info.firstEvent == 0 {
 			info.firstEvent = at
@@ -447,6 +463,11 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 				trailing = 0
 			}
 			rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
+			rs.Chunks++
+			if sr.reads == lastOutRead {
+				rs.Queued++
+			}
+			lastOutRead = sr.reads
 			if !ci.hasUsage {
 				usageOnAll = false
 			}

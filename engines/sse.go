@@ -35,6 +35,7 @@ type sseReader struct {
 	buf        []byte
 	start, end int // unprocessed bytes are buf[start:end]
 	readAt     time.Duration
+	reads      int  // reads that returned bytes
 	skipLF     bool // the previous line ended with '\r': a leading '\n' belongs to it
 	err        error
 
@@ -55,6 +56,7 @@ func (s *sseReader) reset(r io.Reader) {
 	s.r = r
 	s.start, s.end = 0, 0
 	s.readAt = 0
+	s.reads = 0
 	s.skipLF = false
 	s.err = nil
 	s.resetEvent()
@@ -197,6 +199,7 @@ func (s *sseReader) fill() error {
 		n, err := s.r.Read(s.buf[s.end:])
 		if n > 0 {
 			s.readAt = s.stamp()
+			s.reads++
 			s.end += n
 			if err != nil && !errors.Is(err, io.EOF) {
 				s.err = err // deliver the bytes first, the error after
