@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/inferbench/inferbench/engines"
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
@@ -28,7 +29,8 @@ type Sample struct {
 	run    *load.Run
 	ctx    context.Context
 	cancel context.CancelFunc
-	err    error // the first Dispatch error
+	err    error             // the first Dispatch error
+	reads  engines.ReadStats // the client's read counts at Start
 }
 
 // ErrInterrupted is returned by Start once the run or the benchmark was
@@ -43,8 +45,19 @@ const seqBlock = 10_000_000
 func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
-	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, c), ctx: ctx}
-	sm.cancel = func() { stop(); cancel() }
+	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, c), ctx: ctx, reads: e.client.ReadStats()}
+	if _, err := s.samplerFor(); err != nil {
+		cancel()
+		stop()
+		return nil, fmt.Errorf("measuring the client's own CPU: %w", err)
+	}
+	s.self.running.Add(1)
+	var ended sync.Once
+	sm.cancel = func() {
+		stop()
+		cancel()
+		ended.Do(func() { s.self.running.Add(-1) })
+	}
 	if ctx.Err() != nil {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
@@ -106,6 +119,11 @@ type Result struct {
 	// Interrupted is set when the run was stopped mid-sample: the records
 	// are saved, the numbers are not a full sample and are not reported.
 	Interrupted bool
+	// Client is what the client itself cost over the window (its CPU per
+	// output token, its share of the machine, how its reads kept up) and
+	// whether the sample was client-bound; zero when it could not be
+	// measured (an empty window).
+	Client ClientCost
 }
 
 // Metric is one value of a result line.
@@ -141,6 +159,24 @@ func (sm *Sample) Finish() Result {
 		e.lastE2E.Store(int64(m))
 	}
 	out.Metrics = reportedMetrics(sum)
+	cc, measured, err := s.clientCost(res.Window, sum.OutputTokPerSec, e.client.ReadStats().Sub(sm.reads))
+	switch {
+	case err != nil:
+		out.Errs = append(out.Errs, fmt.Errorf("measuring the client's own CPU: %w", err))
+	case measured:
+		out.Client = cc
+		out.Metrics = append(out.Metrics,
+			Metric{cc.NsPerToken, "client-cpu-ns/tok"},
+			Metric{cc.MachineShare, "client-cpu-frac"},
+			Metric{cc.Reads.QueuedFraction(), "client-queued-frac"})
+		out.Logs = append(out.Logs, cc.logLine())
+		if cc.Bound {
+			s.self.bound.Add(1)
+			out.Logs = append(out.Logs, "warning: CLIENT-BOUND: "+cc.Reason)
+		}
+	default:
+		out.Logs = append(out.Logs, "warning: the client's own CPU could not be measured over this sample's window (empty window)")
+	}
 	if s.allSimulated() {
 		pred := sim.Predict(*e.sim, c, meanPromptTokens(res.Records), s.opt.OutputTokens)
 		out.Metrics = append(out.Metrics,
@@ -176,6 +212,9 @@ func (sm *Sample) Finish() Result {
 	if tooMany {
 		_ = s.dir.Line(e.name, fmt.Sprintf("# FAILED sample %d at concurrency=%d: error rate %.3f > -max-error-rate %.3f: %s",
 			sm.n, c, sum.ErrorRate, s.opt.MaxErrorRate, oneLine(metrics.ErrorSummary(sum))))
+	}
+	if out.Client.Bound {
+		_ = s.dir.Line(e.name, fmt.Sprintf("# CLIENT-BOUND sample %d at concurrency=%d: %s", sm.n, c, out.Client.Reason))
 	}
 	if err := s.dir.Line(e.name, out.Line); err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))

@@ -88,6 +88,7 @@ type Suite struct {
 	txtFiles []string
 	samples  sampleCounter
 	done     atomic.Int64 // samples finished
+	self     selfCost     // the client's own cost (selfcost.go)
 	closers  []func()
 }
 
@@ -554,6 +555,9 @@ func (s *Suite) Conclude(w io.Writer, plot bool) error {
 	}
 	for _, f := range s.txtFiles {
 		fmt.Fprintf(w, "# wrote %s and its .jsonl\n", f)
+	}
+	if s.Measured() {
+		fmt.Fprintln(w, s.clientBoundSummary())
 	}
 	return err
 }
