@@ -55,6 +55,13 @@ type Options struct {
 	// kept-alive connection is not retried, and Preflight cannot observe
 	// keep-alive (Conformance.KeepAlive is unknown).
 	Transport http.RoundTripper
+	// HTTP2 speaks HTTP/2 instead of HTTP/1.1: negotiated by ALPN ("h2")
+	// for https:// URLs and cleartext with prior knowledge (h2c) for
+	// http:// ones. A server that does not support it fails the request
+	// (no silent fallback: the run says which protocol it measured).
+	// Streams then share connections, up to the server's stream limit
+	// per connection.
+	HTTP2 bool
 }
 
 // extraConns is the connection headroom above Concurrency (for probes and
@@ -130,6 +137,9 @@ func NewClient(e Engine, o Options) (*Client, error) {
 	rt := o.Transport
 	if rt == nil {
 		c.tr = newTransport(o.Concurrency, e.InsecureSkipVerify)
+		if o.HTTP2 {
+			useHTTP2(c.tr)
+		}
 		rt = c.tr
 	}
 	// A redirect would resend the body and the credentials elsewhere.
@@ -165,6 +175,17 @@ func newTransport(concurrency int, insecure bool) *http.Transport {
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecure}, //nolint:gosec // off by default; the caller warns
 		ExpectContinueTimeout: 0,
 	}
+}
+
+// useHTTP2 switches a transport to HTTP/2 only: h2 over TLS, h2c over
+// cleartext.
+func useHTTP2(tr *http.Transport) {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	tr.Protocols = &p
+	tr.TLSNextProto = nil
+	tr.ForceAttemptHTTP2 = true
 }
 
 // Engine returns the engine the client talks to.

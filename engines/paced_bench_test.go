@@ -48,7 +48,7 @@ func BenchmarkPaced(b *testing.B) {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
 			url, stats := startPacedProcess(b, "-interval=1ms")
 			for b.Loop() {
-				g := pacedGo(b, url, streams, 3)
+				g := pacedGo(b, url, streams, 3, false)
 				b.ReportMetric(g.cpuPerTok(), "cpu-ns/tok")
 				b.ReportMetric(float64(g.cpu.User)/float64(g.tokens), "user-ns/tok")
 				b.ReportMetric(float64(g.cpu.System)/float64(g.tokens), "sys-ns/tok")
@@ -67,6 +67,29 @@ func BenchmarkPaced(b *testing.B) {
 				b.ReportMetric(py.cpuPerTok(), "py-cpu-ns/tok")
 				b.ReportMetric(float64(py.tokens)/py.elapsed.Seconds(), "py-tok/s")
 				b.ReportMetric(g.cpuPerTok()/py.cpuPerTok(), "cpu-ratio")
+			}
+		})
+	}
+}
+
+// BenchmarkPacedH2C is BenchmarkPaced over cleartext HTTP/2 (Options.HTTP2
+// against the paced server's -h2c mode), inferbench's client only: the
+// Python client speaks HTTP/1.1. Streams share connections, so one read
+// can carry several streams' tokens (events/read counts the reads of each
+// stream's body, not the socket's).
+func BenchmarkPacedH2C(b *testing.B) {
+	for _, streams := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+			url, _ := startPacedProcess(b, "-interval=1ms", "-h2c")
+			for b.Loop() {
+				g := pacedGo(b, url, streams, 3, true)
+				b.ReportMetric(g.cpuPerTok(), "cpu-ns/tok")
+				b.ReportMetric(float64(g.cpu.User)/float64(g.tokens), "user-ns/tok")
+				b.ReportMetric(float64(g.cpu.System)/float64(g.tokens), "sys-ns/tok")
+				b.ReportMetric(float64(g.tokens)/g.elapsed.Seconds(), "tok/s")
+				b.ReportMetric(float64(g.lag.quantile(0.50)), "lag-p50-ns")
+				b.ReportMetric(float64(g.lag.quantile(0.99)), "lag-p99-ns")
+				b.ReportMetric(g.reads.QueuedFraction(), "queued-frac")
 			}
 		})
 	}
@@ -139,14 +162,14 @@ func emitMono(data []byte) (int64, bool) {
 
 // pacedGo streams rounds requests per stream (after one warm-up round
 // that opens the connections) and measures the client process.
-func pacedGo(b *testing.B, url string, streams, rounds int) pacedRun {
+func pacedGo(b *testing.B, url string, streams, rounds int, http2 bool) pacedRun {
 	epoch := time.Now()
 	clock, err := cpu.NewMonoClock()
 	if err != nil {
 		b.Fatal(err)
 	}
 	off := clock.At(epoch)
-	c, err := NewClient(Engine{Name: "paced", Profile: VLLM, URL: url, Model: "m"}, Options{Concurrency: streams, Epoch: epoch})
+	c, err := NewClient(Engine{Name: "paced", Profile: VLLM, URL: url, Model: "m"}, Options{Concurrency: streams, Epoch: epoch, HTTP2: http2})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,6 +46,10 @@ type Config struct {
 	Shards int
 	// PromptTokens is the usage.prompt_tokens reported; 0 means 128.
 	PromptTokens int
+	// H2C serves cleartext HTTP/2 (prior knowledge) instead of the
+	// hand-written HTTP/1.1, through net/http's server: HTTP/2's framing
+	// is not written by hand here, the SSE and JSON still are.
+	H2C bool
 }
 
 // Server is a running paced server.
@@ -58,6 +63,8 @@ type Server struct {
 	tokens   atomic.Int64 // token events written
 	requests atomic.Int64 // streams finished
 	late     atomic.Int64 // steps that started more than one interval late
+
+	h2srv *http.Server // set in H2C mode
 
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -93,8 +100,52 @@ func Start(addr string, cfg Config) (*Server, error) {
 		s.shards = append(s.shards, sh)
 		s.wg.Go(sh.run)
 	}
+	if cfg.H2C {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		s.h2srv = &http.Server{Handler: http.HandlerFunc(s.serveH2), Protocols: &p}
+		s.wg.Go(func() { _ = s.h2srv.Serve(l) })
+		return s, nil
+	}
 	s.wg.Go(s.accept)
 	return s, nil
+}
+
+// serveH2 answers one HTTP/2 request: a stream, or the stats.
+func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
+	if r.Method == "GET" && r.URL.Path == "/stats" {
+		st := s.Stats()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"tokens":%d,"requests":%d,"late_steps":%d}`, st.Tokens, st.Requests, st.LateSteps)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<24))
+	if err != nil {
+		return
+	}
+	n, err := maxTokens(body)
+	if err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		_, _ = io.WriteString(w, `{"error":{"message":"`+err.Error()+`"}}`)
+		return
+	}
+	st := &stream{h2: w, id: ids.Add(1), n: n, done: make(chan bool, 1)}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	st.frame = st.event(st.frame[:0], `{"role":"assistant","content":""}`, "null", 0, s.cfg.PromptTokens, true, s.clock.Now())
+	if st.write() != nil {
+		return
+	}
+	s.shards[s.next.Add(1)%uint64(len(s.shards))].add(st)
+	select {
+	case <-st.done:
+	case <-s.closed:
+	case <-r.Context().Done():
+		// The shard still holds the stream: its next write fails and
+		// drops it; wait for that, so the writer is not used after return.
+		<-st.done
+	}
 }
 
 // URL is the chat-completions URL.
@@ -123,6 +174,9 @@ func (s *Server) Close() {
 	}
 	close(s.closed)
 	_ = s.l.Close()
+	if s.h2srv != nil {
+		_ = s.h2srv.Close()
+	}
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.Close()
@@ -281,7 +335,8 @@ func maxTokens(body []byte) (int, error) {
 
 // stream is one response in progress.
 type stream struct {
-	c       net.Conn
+	c       net.Conn            // HTTP/1.1: the raw connection
+	h2      http.ResponseWriter // h2c: the response (c is nil)
 	id      int64
 	n, sent int
 	payload []byte // one event being built
@@ -338,6 +393,19 @@ func (st *stream) event(b []byte, delta, finish string, completion, prompt int, 
 	return append(b, "}\n\n"...)
 }
 
+// write sends the frame: one write system call on HTTP/1.1; one DATA
+// frame, flushed, on HTTP/2.
+func (st *stream) write() error {
+	if st.h2 == nil {
+		_, err := st.c.Write(st.frame)
+		return err
+	}
+	if _, err := st.h2.Write(st.frame); err != nil {
+		return err
+	}
+	return http.NewResponseController(st.h2).Flush()
+}
+
 // appendChunk appends p as one chunk of a chunked body.
 func appendChunk(b, p []byte) []byte {
 	b = strconv.AppendInt(b, int64(len(p)), 16)
@@ -357,12 +425,21 @@ func (st *stream) step(s *Server) bool {
 	}
 	mono := s.clock.Now()
 	st.payload = st.event(st.payload[:0], `{"content":" tok"}`, finish, st.sent, s.cfg.PromptTokens, true, mono)
-	st.frame = appendChunk(st.frame[:0], st.payload)
-	if last {
-		st.payload = st.event(st.payload[:0], "", "", st.n, s.cfg.PromptTokens, true, mono)
-		st.frame = appendChunk(st.frame, st.payload)
-		st.frame = appendChunk(st.frame, []byte("data: [DONE]\n\n"))
-		st.frame = append(st.frame, "0\r\n\r\n"...)
+	if st.h2 != nil {
+		// HTTP/2 frames the body itself: the events go as they are.
+		st.frame = append(st.frame[:0], st.payload...)
+		if last {
+			st.frame = st.event(st.frame, "", "", st.n, s.cfg.PromptTokens, true, mono)
+			st.frame = append(st.frame, "data: [DONE]\n\n"...)
+		}
+	} else {
+		st.frame = appendChunk(st.frame[:0], st.payload)
+		if last {
+			st.payload = st.event(st.payload[:0], "", "", st.n, s.cfg.PromptTokens, true, mono)
+			st.frame = appendChunk(st.frame, st.payload)
+			st.frame = appendChunk(st.frame, []byte("data: [DONE]\n\n"))
+			st.frame = append(st.frame, "0\r\n\r\n"...)
+		}
 	}
 	// Counted before the write, so a client that has read the token
 	// never sees a count without it.
@@ -370,7 +447,7 @@ func (st *stream) step(s *Server) bool {
 	if last {
 		s.requests.Add(1)
 	}
-	if _, err := st.c.Write(st.frame); err != nil {
+	if err := st.write(); err != nil {
 		s.tokens.Add(-1)
 		if last {
 			s.requests.Add(-1)
@@ -458,17 +535,18 @@ func (sh *shard) run() {
 }
 
 // Main runs the server as a program: it parses args (-addr, -interval,
-// -shards), prints the chat URL as the first line of stdout, and serves
+// -shards, -h2c), prints the chat URL as the first line of stdout, and serves
 // until stdin closes (the parent's end).
 func Main(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("pacedserver", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	interval := fs.Duration("interval", time.Millisecond, "time between two tokens of one stream")
 	shards := fs.Int("shards", 0, "stepping goroutines (0: GOMAXPROCS)")
+	h2c := fs.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) instead of HTTP/1.1")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := Start(*addr, Config{Interval: *interval, Shards: *shards})
+	s, err := Start(*addr, Config{Interval: *interval, Shards: *shards, H2C: *h2c})
 	if err != nil {
 		return err
 	}
