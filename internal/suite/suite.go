@@ -56,6 +56,9 @@ type Options struct {
 	MaxErrorRate float64
 	// Insecure is -insecure-skip-verify.
 	Insecure bool
+	// HTTP2 is -http2: speak HTTP/2 to every engine (h2 over TLS, h2c
+	// over cleartext) instead of HTTP/1.1 (engines.Options.HTTP2).
+	HTTP2 bool
 	// Bench is the -test.bench pattern: only engines with at least one
 	// selected sub-benchmark are preflighted and have their result files
 	// rewritten. "" selects every engine.
@@ -264,6 +267,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 			Concurrency:    maxC,
 			RequestTimeout: opt.RequestTimeout,
 			Epoch:          s.epoch,
+			HTTP2:          opt.HTTP2,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", e.name, err)
@@ -483,6 +487,9 @@ func (s *Suite) makeHeader() results.Header {
 	}
 	if s.opt.Insecure {
 		h.Comments = append(h.Comments, "WARNING: TLS certificates were not verified (-insecure-skip-verify)")
+	}
+	if s.opt.HTTP2 {
+		h.Comments = append(h.Comments, "protocol: HTTP/2 (-http2; h2 over TLS, h2c over cleartext)")
 	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
