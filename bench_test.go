@@ -49,6 +49,8 @@ var (
 		"a sub-benchmark whose failed-request fraction exceeds this fails (its records are still saved)")
 	flagInsecure = flag.Bool("insecure-skip-verify", false,
 		"do not verify TLS certificates (prints a warning)")
+	flagHTTP2 = flag.Bool("http2", false,
+		"speak HTTP/2 to the engines (h2 over TLS, h2c by prior knowledge over cleartext; no fallback to HTTP/1.1)")
 	flagPlot = flag.Bool("plot", true,
 		"draw throughput.png, latency.png and pareto.png into -out after the run")
 	flagProgress = flag.Bool("progress", true,
@@ -188,6 +190,7 @@ func runSuite(m *testing.M) int {
 		Turns:            *flagTurns,
 		ThinkTime:        *flagThinkTime,
 		Endpoint:         *flagEndpoint,
+		HTTP2:            *flagHTTP2,
 		Trace:            *flagTrace,
 		TraceSpeed:       *flagTraceSpeed,
 		TraceBlockTokens: *flagTraceBlockTokens,

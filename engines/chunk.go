@@ -169,6 +169,17 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	start := s.i
 	for s.i < len(s.b) {
+		// Plain bytes in bulk: the common case is a run of them up to
+		// the closing quote.
+		// (Locals, so that the loop runs in registers.)
+		b, i := s.b, s.i
+		for i < len(b) && plainStr[b[i]] {
+			i++
+		}
+		s.i = i
+		if s.i == len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -202,6 +213,15 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	return nil, s.fail("unterminated string")
 }
+
+// plainStr marks the bytes a JSON string holds as they are: everything
+// but the quote, the backslash and control characters.
+var plainStr = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

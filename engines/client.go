@@ -81,6 +81,13 @@ type Options struct {
 	// kept-alive connection is not retried, and Preflight cannot observe
 	// keep-alive (Conformance.KeepAlive is unknown).
 	Transport http.RoundTripper
+	// HTTP2 speaks HTTP/2 instead of HTTP/1.1: negotiated by ALPN ("h2")
+	// for https:// URLs and cleartext with prior knowledge (h2c) for
+	// http:// ones. A server that does not support it fails the request
+	// (no silent fallback: the run says which protocol it measured).
+	// Streams then share connections, up to the server's stream limit
+	// per connection.
+	HTTP2 bool
 }
 
 // extraConns is the connection headroom above Concurrency (for probes and
@@ -107,6 +114,12 @@ type Client struct {
 	now     func() time.Time
 	secrets []string
 	url     string // where requests go: the engine URL, or its completions sibling
+
+	// reads counts how the streams were read (ReadStats).
+	reads readCounters
+	// eventHook, when set (benchmarks only), sees every event's data and
+	// stamp as readStream does.
+	eventHook func(data []byte, at time.Duration)
 }
 
 // NewClient checks the engine and builds its client.
@@ -159,6 +172,9 @@ func NewClient(e Engine, o Options) (*Client, error) {
 	rt := o.Transport
 	if rt == nil {
 		c.tr = newTransport(o.Concurrency, e.InsecureSkipVerify)
+		if o.HTTP2 {
+			useHTTP2(c.tr)
+		}
 		rt = c.tr
 	}
 	// A redirect would resend the body and the credentials elsewhere.
@@ -190,7 +206,7 @@ func newTransport(concurrency int, insecure bool) *http.Transport {
 		ForceAttemptHTTP2:     false,
 		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
 		ReadBufferSize:        4 << 10,
-		WriteBufferSize:       4 << 10, // a request is written once; 4 KiB is three writes for a 10 KB prompt, and 12 KiB less per stream
+		WriteBufferSize:       4 << 10,                                   // a request is written once; 4 KiB is three writes for a 10 KB prompt, and 12 KiB less per stream
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecure}, //nolint:gosec // off by default; the caller warns
 		ExpectContinueTimeout: 0,
 	}
@@ -211,6 +227,17 @@ func (c *Client) NewConnectionPerRequest() {
 	}
 	c.tr.CloseIdleConnections()
 	c.hc = c.fresh
+}
+
+// useHTTP2 switches a transport to HTTP/2 only: h2 over TLS, h2c over
+// cleartext.
+func useHTTP2(tr *http.Transport) {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	tr.Protocols = &p
+	tr.TLSNextProto = nil
+	tr.ForceAttemptHTTP2 = true
 }
 
 // Engine returns the engine the client talks to.
@@ -453,7 +480,13 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 		trailing       int // usage growth seen on non-output events since the last output chunk
 		usageOnAll     = true
 		haveUsage      bool
+		rs             ReadStats
+		lastOutRead    = -1 // sr.reads when the previous output chunk was read
 	)
+	defer func() {
+		rs.Reads = int64(sr.reads)
+		c.reads.add(rs)
+	}()
 	for {
 		data, at, err := sr.Next()
 		if err != nil {
@@ -474,6 +507,10 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			}
 			c.transportFailure(ctx, rec, err, false)
 			break
+		}
+		rs.Events++
+		if c.eventHook != nil {
+			c.eventHook(data, at)
 		}
 		if info.firstEvent == 0 {
 			info.firstEvent = at
@@ -505,6 +542,11 @@ func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, re
 			if req.Answer != nil {
 				appendAnswer(req.Answer, data)
 			}
+			rs.Chunks++
+			if sr.reads == lastOutRead {
+				rs.Queued++
+			}
+			lastOutRead = sr.reads
 			if !ci.hasUsage {
 				usageOnAll = false
 			}

@@ -13,17 +13,30 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/inferbench/inferbench/engines/internal/pacedserver"
 )
 
 // firehoseEnv, when set to a chunk count, turns the test binary into a
 // standalone firehose server (see startFirehoseProcess).
 const firehoseEnv = "ENGINES_TEST_FIREHOSE_CHUNKS"
 
+// pacedEnv, when set to the paced server's arguments (space-separated),
+// turns the test binary into the paced server (see startPacedProcess).
+const pacedEnv = "ENGINES_TEST_PACED_ARGS"
+
 // TestMain fails the run if a test leaves goroutines behind: every request
 // must end with its context, and every server and client is closed.
 func TestMain(m *testing.M) {
 	if n := os.Getenv(firehoseEnv); n != "" {
 		os.Exit(serveFirehose(n))
+	}
+	if args, ok := os.LookupEnv(pacedEnv); ok {
+		if err := pacedserver.Main(strings.Fields(args), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "paced server:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -95,6 +95,12 @@ type SampleMeta struct {
 	// Interrupted is set when the run was stopped during the sample: its
 	// records are saved, its numbers were not reported.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Extra are the result line's metrics that are not a function of the
+	// records (the client's own CPU, measured while the sample ran; the
+	// workload's, which need its options), by unit: -from puts them back
+	// on the line it recomputes. A merge of shards drops them (each
+	// shard's client is its own).
+	Extra map[string]float64 `json:"extra,omitempty"`
 }
 
 // Run writes engine's run line, the first line of its samples file.

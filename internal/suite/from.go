@@ -16,6 +16,7 @@ import (
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"
+	"github.com/inferbench/inferbench/internal/slo"
 	"github.com/inferbench/inferbench/plots"
 )
 
@@ -253,7 +254,25 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 			outputTokens: run0.OutputTokens,
 			records:      g.recordsDesc(),
 		}
+		if opt.SLO != "" {
+			if a.slo, err = slo.Parse(opt.SLO); err != nil {
+				return nil, err
+			}
+		}
 		r.res = analyze(all, window, a)
+		if len(parts) == 1 && len(parts[0].meta.Extra) > 0 {
+			// What the run measured beside the records (its own CPU, the
+			// workload's metrics): back on the line as it was written.
+			units := make([]string, 0, len(parts[0].meta.Extra))
+			for u := range parts[0].meta.Extra {
+				units = append(units, u)
+			}
+			slices.Sort(units)
+			for _, u := range units {
+				r.res.Metrics = append(r.res.Metrics, Metric{parts[0].meta.Extra[u], u})
+			}
+			r.res.Line = namedResultLine(a.name, a.procs, r.res.Summary.Requests, r.res.Metrics)
+		}
 		r.notes = notes
 		r.stdoutLine = namedResultLine(subName(run0.Multi, g.engine, k.c), run0.GOMAXPROCS, r.res.Summary.Requests, r.res.Metrics)
 		out = append(out, r)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/inferbench/inferbench/engines"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
@@ -30,7 +31,8 @@ type Sample struct {
 	open   *openSample // an open-loop sample (StartRate); nil in a closed loop
 	ctx    context.Context
 	cancel context.CancelFunc
-	err    error // the first Dispatch error
+	err    error             // the first Dispatch error
+	reads  engines.ReadStats // the client's read counts at Start
 	// dispatched counts the measured requests handed out (TopUp).
 	dispatched int
 	meta       results.SampleMeta // what the samples file says of this sample (closed loop)
@@ -81,8 +83,19 @@ const seqBlock = 10_000_000
 func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
-	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, fmt.Sprintf("concurrency=%d", c)), ctx: ctx}
-	sm.cancel = func() { stop(); cancel() }
+	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, fmt.Sprintf("concurrency=%d", c)), ctx: ctx, reads: e.client.ReadStats()}
+	if _, err := s.samplerFor(); err != nil {
+		cancel()
+		stop()
+		return nil, fmt.Errorf("measuring the client's own CPU: %w", err)
+	}
+	s.self.running.Add(1)
+	var ended sync.Once
+	sm.cancel = func() {
+		stop()
+		cancel()
+		ended.Do(func() { s.self.running.Add(-1) })
+	}
 	if ctx.Err() != nil {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
@@ -205,6 +218,12 @@ type Result struct {
 	promptTokens int
 
 	failedLine string // the "# FAILED ..." comment written before Line, if any
+
+	// Client is what the client itself cost over the window (its CPU per
+	// output token, its share of the machine, how its reads kept up) and
+	// whether the sample was client-bound; zero when it could not be
+	// measured (an empty window).
+	Client ClientCost
 }
 
 // Metric is one value of a result line.
@@ -237,8 +256,10 @@ func (sm *Sample) Finish() Result {
 		if err := s.dir.Records(e.name, res.Records); err != nil {
 			saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", err))
 		}
-	} else if err := s.dir.Sample(e.name, sm.sampleMeta(res, interrupted)); err != nil {
-		saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
+	} else if interrupted {
+		if err := s.dir.Sample(e.name, sm.sampleMeta(res, true, nil)); err != nil {
+			saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
+		}
 	}
 	if interrupted {
 		return Result{Summary: metrics.Summarize(res.Records, res.Window), Errs: saveErrs, Interrupted: true}
@@ -261,20 +282,50 @@ func (sm *Sample) Finish() Result {
 	}
 	sum := out.Summary
 	out.promptTokens = meanPromptTokens(res.Records)
-	// The workload's metrics need the workload's options (-prefixes,
-	// -turns); -from does not recompute them yet.
-	out.Metrics = append(out.Metrics, workloadMetrics(s, res.Records)...)
+	// Metrics that are not a function of the records and the analysis
+	// options (the client's own CPU; the workload's, which need its
+	// options) are kept in the sample's line of the samples file, so -from
+	// puts them back on the recomputed line (extra).
+	var extra []Metric
+	cc, measured, err := s.clientCost(res.Window, sum.OutputTokPerSec, e.client.ReadStats().Sub(sm.reads))
+	switch {
+	case err != nil:
+		out.Errs = append(out.Errs, fmt.Errorf("measuring the client's own CPU: %w", err))
+	case measured:
+		out.Client = cc
+		extra = append(extra,
+			Metric{cc.NsPerToken, "client-cpu-ns/tok"},
+			Metric{cc.MachineShare, "client-cpu-frac"},
+			Metric{cc.Reads.QueuedFraction(), "client-queued-frac"})
+		out.Logs = append(out.Logs, cc.logLine())
+		if cc.Bound {
+			s.self.bound.Add(1)
+			out.Logs = append(out.Logs, "warning: CLIENT-BOUND: "+cc.Reason)
+		}
+	default:
+		out.Logs = append(out.Logs, "warning: the client's own CPU could not be measured over this sample's window (empty window)")
+	}
+	extra = append(extra, workloadMetrics(s, res.Records)...)
 	out.Logs = append(out.Logs, lengthLog(s, res.Records)...)
 	if sm.open != nil {
 		ms, logs := sm.openMetrics(res, sum)
-		out.Metrics = append(out.Metrics, ms...)
+		extra = append(extra, ms...)
 		out.Logs = append(out.Logs, logs...)
+	}
+	out.Metrics = append(out.Metrics, extra...)
+	if sm.open == nil {
+		if err := s.dir.Sample(e.name, sm.sampleMeta(res, false, extra)); err != nil {
+			out.Errs = append(out.Errs, fmt.Errorf("saving the sample's metadata: %w", err))
+		}
 	}
 	out.Line = namedResultLine(a.name, a.procs, sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if out.failedLine != "" {
 		_ = s.dir.Line(e.name, out.failedLine)
+	}
+	if out.Client.Bound {
+		_ = s.dir.Line(e.name, fmt.Sprintf("# CLIENT-BOUND sample %d at %s: %s", sm.n, sm.level(), out.Client.Reason))
 	}
 	line := out.Line
 	if sm.open != nil && sm.open.probe {

@@ -187,8 +187,14 @@ func (sm *Sample) waitForStart() error {
 }
 
 // sampleMeta is the samples-file line of a finished sample.
-func (sm *Sample) sampleMeta(res load.Result, interrupted bool) results.SampleMeta {
+func (sm *Sample) sampleMeta(res load.Result, interrupted bool, extra []Metric) results.SampleMeta {
 	m := sm.meta
+	for _, x := range extra {
+		if m.Extra == nil {
+			m.Extra = map[string]float64{}
+		}
+		m.Extra[x.Unit] = x.Value
+	}
 	m.Records = len(res.Records)
 	m.RampedUp = res.RampedUp
 	m.WindowStart, m.WindowEnd = res.Window.Start, res.Window.End

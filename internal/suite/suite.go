@@ -56,6 +56,9 @@ type Options struct {
 	MaxErrorRate float64
 	// Insecure is -insecure-skip-verify.
 	Insecure bool
+	// HTTP2 is -http2: speak HTTP/2 to every engine (h2 over TLS, h2c
+	// over cleartext) instead of HTTP/1.1 (engines.Options.HTTP2).
+	HTTP2 bool
 	// Bench is the -test.bench pattern: only engines with at least one
 	// selected sub-benchmark are preflighted and have their result files
 	// rewritten. "" selects every engine.
@@ -153,6 +156,7 @@ type Suite struct {
 	samples  sampleCounter
 	done     atomic.Int64 // samples finished
 	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
+	self     selfCost     // the client's own cost (selfcost.go)
 	closers  []func()
 	trace    *trace.Trace // -trace; nil without
 	rep      reportState  // summary.json, report.html, progress (report.go)
@@ -371,6 +375,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 			RequestTimeout: opt.RequestTimeout,
 			Epoch:          s.epoch,
 			Endpoint:       engines.Endpoint(opt.Endpoint),
+			HTTP2:          opt.HTTP2,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", e.name, err)
@@ -604,6 +609,9 @@ func (s *Suite) makeHeader() results.Header {
 	if s.opt.Insecure {
 		h.Comments = append(h.Comments, "WARNING: TLS certificates were not verified (-insecure-skip-verify)")
 	}
+	if s.opt.HTTP2 {
+		h.Comments = append(h.Comments, "protocol: HTTP/2 (-http2; h2 over TLS, h2c over cleartext)")
+	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
 		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.",
@@ -689,6 +697,9 @@ func (s *Suite) Conclude(w io.Writer, plot bool) error {
 	err := s.dir.Close()
 	for _, f := range s.txtFiles {
 		fmt.Fprintf(w, "# wrote %s and its .jsonl\n", f)
+	}
+	if s.Measured() {
+		fmt.Fprintln(w, s.clientBoundSummary())
 	}
 	return errors.Join(err, s.conclude(w, plot))
 }
