@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,25 +25,11 @@ import (
 	"golang.org/x/perf/benchfmt"
 
 	"github.com/inferbench/inferbench/fake"
-	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/plots"
 )
 
 // simulatedModel is the model the tests' simulated engines serve.
 const simulatedModel = "fake-model"
-
-func startFake(t *testing.T, preset string, opts fake.Options) *fake.Running {
-	t.Helper()
-	cfg, err := sim.Preset(preset)
-	require.NoError(t, err)
-	if opts.Model == "" {
-		opts.Model = simulatedModel
-	}
-	r, err := fake.Start(cfg, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // helperProcess runs this test binary as `go test -bench` would, with the
 // given suite flags, and returns its output.
@@ -63,7 +50,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Skip("runs the suite in a child process")
 	}
 	const marker = "flp_SECRETMARKER_5f3a9c"
-	sim := startFake(t, "friendli-like", fake.Options{})
+	sim := faketest.Start(t, "friendli-like", fake.Options{})
 	// A proxy in front of the simulated engine that leaks the credential
 	// back in a header, in 1 of 3 error bodies, and in the model list.
 	n := 0

@@ -4,11 +4,9 @@ package inferbench
 // test binary loading one standalone simulated engine, then a merge.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,39 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/perf/benchfmt"
 )
-
-// startFakeEngine builds and starts the standalone simulated engine
-// (fake/cmd/fake-engine) on a free loopback port and returns its
-// chat-completions URL: one engine that several processes can load.
-func startFakeEngine(t *testing.T, args ...string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fake-engine")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/inferbench/inferbench/fake/cmd/fake-engine").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--port", fmt.Sprint(port)}, args...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "the standalone engine did not come up: %s", &logs)
-	return base + "/v1/chat/completions"
-}
 
 // value is the named unit's value of a result line (0 if absent).
 func value(r *benchfmt.Result, unit string) float64 {
@@ -73,7 +38,7 @@ func TestShardsMergeToOneProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three suite processes against one engine, about 20 s")
 	}
-	url := startFakeEngine(t, "--prefill-ms", "20", "--per-token-ms", "10")
+	url := faketest.StartStandalone(t, "--prefill-ms", "20", "--per-token-ms", "10")
 	common := []string{"-engines=vllm=" + url, "-concurrency=64", "-test.benchtime=3s", "-output-tokens=16",
 		"-input-tokens=32", "-warmup=1", "-plot=false"}
 

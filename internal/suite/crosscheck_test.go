@@ -1,56 +1,17 @@
 package suite
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// startStandaloneFake builds and starts the standalone simulated engine
-// exactly as the prototype's README started its fake vLLM, on a free
-// loopback port, and returns its chat-completions URL.
-func startStandaloneFake(t testing.TB, args ...string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fake-engine")
-	build := exec.Command("go", "build", "-o", bin, "github.com/inferbench/inferbench/fake/cmd/fake-engine")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--port", fmt.Sprint(port)}, args...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "the standalone engine did not come up: %s", &logs)
-	return base + "/v1/chat/completions"
-}
 
 type pythonResult struct {
 	Requests    int     `json:"requests"`
@@ -74,7 +35,7 @@ func TestAgreesWithIndependentPythonClient(t *testing.T) {
 	if err != nil {
 		t.Skip("python3 not installed")
 	}
-	url := startStandaloneFake(t, "--engine-name", "vLLM", "--model", "fake-model",
+	url := faketest.StartStandalone(t, "--engine-name", "vLLM", "--model", "fake-model",
 		"--prefill-ms", "80", "--per-token-ms", "4", "--tokens", "128")
 
 	o := testOptions(t, "vllm="+url)

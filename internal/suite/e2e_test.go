@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,19 +77,6 @@ func readRecords(t *testing.T, path string) []record.Record {
 	return out
 }
 
-func startFake(t *testing.T, preset string, opts fake.Options) *fake.Running {
-	t.Helper()
-	cfg, err := sim.Preset(preset)
-	require.NoError(t, err)
-	if opts.Model == "" {
-		opts.Model = simulatedModel
-	}
-	r, err := fake.Start(cfg, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
 func TestSetupErrorsAreClearAndFast(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -134,7 +122,7 @@ func TestFaultsAreCountedAndSaved(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
-	r := startFake(t, "friendli-like", fake.Options{ErrorRate: 0.2, ErrorKinds: []string{"500", "cut", "hang"}, Seed: 1})
+	r := faketest.Start(t, "friendli-like", fake.Options{ErrorRate: 0.2, ErrorKinds: []string{"500", "cut", "hang"}, Seed: 1})
 	o := testOptions(t, "vllm-flaky="+r.URL())
 	o.RequestTimeout = 2 * time.Second
 	o.MaxErrorRate = 1
@@ -247,7 +235,7 @@ func TestClosingServerLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
-	r := startFake(t, "friendli-like", fake.Options{CloseAfterStream: true})
+	r := faketest.Start(t, "friendli-like", fake.Options{CloseAfterStream: true})
 	o := testOptions(t, "llama="+r.URL())
 	o.Concurrency = "1,8"
 	s, err := New(context.Background(), o)

@@ -3,6 +3,7 @@ package suite
 import (
 	"bytes"
 	"context"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,7 +94,7 @@ func TestFromAppliesAnalysisOptions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
-	r := startFake(t, "friendli-like", fake.Options{ErrorRate: 0.3, ErrorKinds: []string{"500"}, Seed: 3})
+	r := faketest.Start(t, "friendli-like", fake.Options{ErrorRate: 0.3, ErrorKinds: []string{"500"}, Seed: 3})
 	o := testOptions(t, "flaky="+r.URL())
 	o.Concurrency = "4"
 	o.OutputTokens = 8

@@ -2,6 +2,7 @@ package suite
 
 import (
 	"context"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -37,7 +38,7 @@ func BenchmarkMemoryPerStream(b *testing.B) {
 	}
 	// Every stream runs at once (max-num-seqs), a step takes 500 ms
 	// whatever its size: one token per stream every half second.
-	url := startStandaloneFake(b, "--max-num-seqs", "10000", "--max-batched-tokens", "200000",
+	url := faketest.StartStandalone(b, "--max-num-seqs", "10000", "--max-batched-tokens", "200000",
 		"--kv-capacity-tokens", "2000000", "--step-base-ms", "500", "--step-per-token-ms", "0",
 		"--kv-per-token-us", "0", "--prefill-attn-coef", "0", "--overhead-ms", "0")
 	o := Options{

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -292,7 +293,7 @@ func TestSyntheticConversationsEndToEnd(t *testing.T) {
 // simulated engine behind a proxy that notes the paths: every request goes
 // to /v1/completions, and succeeds with the fixed length.
 func TestCompletionsEndpointEndToEnd(t *testing.T) {
-	r := startFake(t, "vllm-like", fake.Options{})
+	r := faketest.Start(t, "vllm-like", fake.Options{})
 	target, err := url.Parse(r.URL())
 	require.NoError(t, err)
 	var mu sync.Mutex
