@@ -271,47 +271,64 @@ func (c *Client) redact(s string) string {
 	return Redact(s, c.secrets...)
 }
 
+// generation is the part of a request body that chat and text completions
+// share: the model, streaming with usage, and the output length as the
+// profile asks for it (max_tokens; vLLM and Friendli also min_tokens, vLLM
+// ignore_eos and continuous usage).
+type generation struct {
+	Model         string        `json:"model,omitempty"`
+	Stream        bool          `json:"stream"`
+	MaxTokens     int           `json:"max_tokens,omitempty"`
+	MinTokens     int           `json:"min_tokens,omitempty"`
+	IgnoreEOS     bool          `json:"ignore_eos,omitempty"`
+	Temperature   float64       `json:"temperature"`
+	StreamOptions streamOptions `json:"stream_options"`
+}
+
+type streamOptions struct {
+	IncludeUsage         bool `json:"include_usage"`
+	ContinuousUsageStats bool `json:"continuous_usage_stats,omitempty"`
+}
+
+// generation fills the shared fields for a request of maxTokens output
+// tokens (0: no length asked for).
+func (c *Client) generation(maxTokens int) (generation, error) {
+	if maxTokens < 0 {
+		return generation{}, fmt.Errorf("request MaxTokens %d is negative", maxTokens)
+	}
+	g := generation{
+		Model:         c.engine.Model,
+		Stream:        true,
+		MaxTokens:     maxTokens,
+		StreamOptions: streamOptions{IncludeUsage: true},
+	}
+	switch c.engine.Profile {
+	case VLLM:
+		g.MinTokens = maxTokens
+		g.IgnoreEOS = maxTokens > 0
+		g.StreamOptions.ContinuousUsageStats = true
+	case Friendli:
+		g.MinTokens = maxTokens
+	}
+	return g, nil
+}
+
 // body builds the JSON request body for the engine's profile.
 func (c *Client) body(req Request) ([]byte, error) {
-	type streamOptions struct {
-		IncludeUsage         bool `json:"include_usage"`
-		ContinuousUsageStats bool `json:"continuous_usage_stats,omitempty"`
-	}
-	type chatBody struct {
-		Model         string        `json:"model,omitempty"`
-		Messages      []Message     `json:"messages"`
-		Stream        bool          `json:"stream"`
-		MaxTokens     int           `json:"max_tokens,omitempty"`
-		MinTokens     int           `json:"min_tokens,omitempty"`
-		IgnoreEOS     bool          `json:"ignore_eos,omitempty"`
-		Temperature   float64       `json:"temperature"`
-		StreamOptions streamOptions `json:"stream_options"`
-	}
 	if c.opt.Endpoint == Completions {
 		return c.completionBody(req)
 	}
 	if len(req.Messages) == 0 {
 		return nil, errors.New("request has no messages")
 	}
-	if req.MaxTokens < 0 {
-		return nil, fmt.Errorf("request MaxTokens %d is negative", req.MaxTokens)
+	g, err := c.generation(req.MaxTokens)
+	if err != nil {
+		return nil, err
 	}
-	b := chatBody{
-		Model:         c.engine.Model,
-		Messages:      req.Messages,
-		Stream:        true,
-		MaxTokens:     req.MaxTokens,
-		StreamOptions: streamOptions{IncludeUsage: true},
-	}
-	switch c.engine.Profile {
-	case VLLM:
-		b.MinTokens = req.MaxTokens
-		b.IgnoreEOS = req.MaxTokens > 0
-		b.StreamOptions.ContinuousUsageStats = true
-	case Friendli:
-		b.MinTokens = req.MaxTokens
-	}
-	return json.Marshal(b)
+	return json.Marshal(struct {
+		generation
+		Messages []Message `json:"messages"`
+	}{g, req.Messages})
 }
 
 // fixesLength reports whether the profile asks the server for an exact

@@ -3,7 +3,6 @@ package engines
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -23,20 +22,6 @@ func (c *Client) URL() string { return c.url }
 // completionBody builds a /v1/completions body: the same length, usage and
 // profile fields as a chat body, with a prompt in place of the messages.
 func (c *Client) completionBody(req Request) ([]byte, error) {
-	type streamOptions struct {
-		IncludeUsage         bool `json:"include_usage"`
-		ContinuousUsageStats bool `json:"continuous_usage_stats,omitempty"`
-	}
-	type completionBody struct {
-		Model         string        `json:"model,omitempty"`
-		Prompt        string        `json:"prompt"`
-		Stream        bool          `json:"stream"`
-		MaxTokens     int           `json:"max_tokens,omitempty"`
-		MinTokens     int           `json:"min_tokens,omitempty"`
-		IgnoreEOS     bool          `json:"ignore_eos,omitempty"`
-		Temperature   float64       `json:"temperature"`
-		StreamOptions streamOptions `json:"stream_options"`
-	}
 	prompt := req.Prompt
 	if prompt == "" {
 		parts := make([]string, 0, len(req.Messages))
@@ -48,25 +33,14 @@ func (c *Client) completionBody(req Request) ([]byte, error) {
 	if prompt == "" {
 		return nil, errors.New("request has no prompt (and no messages to make one of)")
 	}
-	if req.MaxTokens < 0 {
-		return nil, fmt.Errorf("request MaxTokens %d is negative", req.MaxTokens)
+	g, err := c.generation(req.MaxTokens)
+	if err != nil {
+		return nil, err
 	}
-	b := completionBody{
-		Model:         c.engine.Model,
-		Prompt:        prompt,
-		Stream:        true,
-		MaxTokens:     req.MaxTokens,
-		StreamOptions: streamOptions{IncludeUsage: true},
-	}
-	switch c.engine.Profile {
-	case VLLM:
-		b.MinTokens = req.MaxTokens
-		b.IgnoreEOS = req.MaxTokens > 0
-		b.StreamOptions.ContinuousUsageStats = true
-	case Friendli:
-		b.MinTokens = req.MaxTokens
-	}
-	return json.Marshal(b)
+	return json.Marshal(struct {
+		generation
+		Prompt string `json:"prompt"`
+	}{g, prompt})
 }
 
 // answerChunk is the part of an output event Request.Answer keeps.
