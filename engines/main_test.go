@@ -64,8 +64,16 @@ func serveFirehose(n string) int {
 // benchmark's own CPU time is the client's alone. It returns the URL.
 func startFirehoseProcess(tb testing.TB, chunks int) string {
 	tb.Helper()
+	return startChildServer(tb, "firehose process", fmt.Sprintf("%s=%d", firehoseEnv, chunks), "GOMAXPROCS=1")
+}
+
+// startChildServer runs this test binary as a server child process (env
+// selects which, in TestMain), stops it when the test ends (its stdin
+// closes), and returns the URL it prints on its first line.
+func startChildServer(tb testing.TB, what string, env ...string) string {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", firehoseEnv, chunks), "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -84,7 +92,7 @@ func startFirehoseProcess(tb testing.TB, chunks int) string {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		tb.Fatalf("firehose process: %v", err)
+		tb.Fatalf("%s: %v", what, err)
 	}
 	return strings.TrimSpace(line)
 }

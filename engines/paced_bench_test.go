@@ -1,7 +1,6 @@
 package engines
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -271,29 +270,7 @@ func pacedPython(b *testing.B, url string, stats func() (int64, error), streams 
 // a reader of its token counter.
 func startPacedProcess(tb testing.TB, args ...string) (string, func() (int64, error)) {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), pacedEnv+"="+strings.Join(args, " "))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		tb.Fatalf("paced server process: %v", err)
-	}
-	url := strings.TrimSpace(line)
+	url := startChildServer(tb, "paced server process", pacedEnv+"="+strings.Join(args, " "))
 	statsURL := strings.TrimSuffix(url, "/v1/chat/completions") + "/stats"
 	stats := func() (int64, error) {
 		resp, err := http.Get(statsURL)
