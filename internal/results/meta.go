@@ -101,6 +101,10 @@ type SampleMeta struct {
 	// on the line it recomputes. A merge of shards drops them (each
 	// shard's client is its own).
 	Extra map[string]float64 `json:"extra,omitempty"`
+	// Comments are the '#' lines the run wrote before the result line,
+	// after any FAILED line, that -from cannot derive from the records
+	// (CLIENT-BOUND: the client's CPU and reads); -from writes them again.
+	Comments []string `json:"comments,omitempty"`
 }
 
 // Run writes engine's run line, the first line of its samples file.

@@ -119,6 +119,7 @@ type recomputed struct {
 	stdoutLine  string // the result line under that name
 	res         Result
 	notes       []string // merge facts, for '#' lines
+	comments    []string // the run's '#' lines of the sample (SampleMeta.Comments), one process only
 	interrupted bool
 	startedWall int64 // when the sample started, ns since 1970 (order of output)
 }
@@ -260,6 +261,9 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 			}
 		}
 		r.res = analyze(all, window, a)
+		if len(parts) == 1 {
+			r.comments = parts[0].meta.Comments
+		}
 		if len(parts) == 1 && len(parts[0].meta.Extra) > 0 {
 			// What the run measured beside the records (its own CPU, the
 			// workload's metrics): back on the line as it was written.
@@ -439,6 +443,9 @@ func writeRecomputed(opt Options, groups []*shardGroup, all []recomputed) ([]str
 			}
 			if r.res.failedLine != "" {
 				b.WriteString(r.res.failedLine + "\n")
+			}
+			for _, c := range r.comments {
+				b.WriteString(c + "\n")
 			}
 			b.WriteString(r.res.Line + "\n")
 		}

@@ -257,7 +257,7 @@ func (sm *Sample) Finish() Result {
 			saveErrs = append(saveErrs, fmt.Errorf("saving records: %w", err))
 		}
 	} else if interrupted {
-		if err := s.dir.Sample(e.name, sm.sampleMeta(res, true, nil)); err != nil {
+		if err := s.dir.Sample(e.name, sm.sampleMeta(res, true, nil, nil)); err != nil {
 			saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
 		}
 	}
@@ -313,8 +313,12 @@ func (sm *Sample) Finish() Result {
 		out.Logs = append(out.Logs, logs...)
 	}
 	out.Metrics = append(out.Metrics, extra...)
+	var comments []string // written after any FAILED line, before the result line
+	if out.Client.Bound {
+		comments = append(comments, fmt.Sprintf("# CLIENT-BOUND sample %d at %s: %s", sm.n, sm.level(), out.Client.Reason))
+	}
 	if sm.open == nil {
-		if err := s.dir.Sample(e.name, sm.sampleMeta(res, false, extra)); err != nil {
+		if err := s.dir.Sample(e.name, sm.sampleMeta(res, false, extra, comments)); err != nil {
 			out.Errs = append(out.Errs, fmt.Errorf("saving the sample's metadata: %w", err))
 		}
 	}
@@ -324,8 +328,8 @@ func (sm *Sample) Finish() Result {
 	if out.failedLine != "" {
 		_ = s.dir.Line(e.name, out.failedLine)
 	}
-	if out.Client.Bound {
-		_ = s.dir.Line(e.name, fmt.Sprintf("# CLIENT-BOUND sample %d at %s: %s", sm.n, sm.level(), out.Client.Reason))
+	for _, c := range comments {
+		_ = s.dir.Line(e.name, c)
 	}
 	line := out.Line
 	if sm.open != nil && sm.open.probe {

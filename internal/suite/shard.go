@@ -187,8 +187,9 @@ func (sm *Sample) waitForStart() error {
 }
 
 // sampleMeta is the samples-file line of a finished sample.
-func (sm *Sample) sampleMeta(res load.Result, interrupted bool, extra []Metric) results.SampleMeta {
+func (sm *Sample) sampleMeta(res load.Result, interrupted bool, extra []Metric, comments []string) results.SampleMeta {
 	m := sm.meta
+	m.Comments = comments
 	for _, x := range extra {
 		if m.Extra == nil {
 			m.Extra = map[string]float64{}
