@@ -17,6 +17,13 @@ unmeasured cooldown requests until every measured request has ended, so the
 concurrency is C for the whole measured duration (vLLM's own duration would
 include the drain tail; this is the one deliberate departure).
 
+With `--stop-file PATH` the threads run until that file exists instead
+(no request count, no cooldown), for runs beside another client at the same
+moments; `--records FILE` then writes one JSON line per measured request
+with wall-clock times (time.time() at the send, intervals from
+perf_counter): sent, ttft_s, chunks (arrival of every content payload, wall
+clock), out, error.
+
 Prints one JSON object: ttft_p50_ms, itl_p50_ms, tpot_p50_ms, output_tok_s
 (steady state: content payloads of any request arriving between the first
 measured send and the last measured end, per second), output_tok_s_vllm
@@ -25,6 +32,8 @@ measured send and the last measured end, per second), output_tok_s_vllm
 import argparse
 import http.client
 import json
+import os
+import random
 import statistics
 import threading
 import time
@@ -33,9 +42,10 @@ import urllib.parse
 
 ARRIVALS = []  # (time, tokens) of every content payload of every request
 ARRIVALS_LOCK = threading.Lock()
+RECORD = False  # --records: keep every content payload's wall-clock arrival
 
 
-def one_request(url, model, prompt, max_tokens):
+def one_request(url, model, prompt, max_tokens, temperature=None):
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
     body = json.dumps({
@@ -46,7 +56,9 @@ def one_request(url, model, prompt, max_tokens):
         "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **({"temperature": temperature} if temperature is not None else {}),
     })
+    wall = time.time()
     st = time.perf_counter()
     conn.request("POST", u.path, body=body, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
@@ -56,6 +68,7 @@ def one_request(url, model, prompt, max_tokens):
     ttft = None
     last = st
     itls = []
+    arrivals = []
     usage = None
     buf = b""
     while True:
@@ -83,6 +96,10 @@ def one_request(url, model, prompt, max_tokens):
                     continue
                 with ARRIVALS_LOCK:
                     ARRIVALS.append(now)
+                if RECORD:
+                    # Only with --records: the paced benchmark measures
+                    # this client's CPU per token without it.
+                    arrivals.append(wall + (now - st))
                 if ttft is None:
                     ttft = now - st
                 else:
@@ -90,8 +107,8 @@ def one_request(url, model, prompt, max_tokens):
                 last = now
     conn.close()
     if ttft is None or usage is None:
-        return {"error": "no output or no usage"}
-    return {"st": st, "end": last, "ttft": ttft, "itls": itls,
+        return {"error": "no output or no usage", "sent": wall}
+    return {"st": st, "end": last, "ttft": ttft, "itls": itls, "sent": wall, "chunks": arrivals,
             "latency": last - st, "out": usage["completion_tokens"]}
 
 
@@ -109,7 +126,29 @@ def main():
     ap.add_argument("--salt", default="",
                     help="opens every prompt, so that two runs send no common prefix "
                          "(an engine's prefix cache would serve a rerun's identical prompts)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="sent as the request's temperature (not sent when not given)")
+    ap.add_argument("--max-tokens-range", default="",
+                    help="LO,HI: each request's max_tokens uniform in [LO, HI] (seeded by --salt), instead of --max-tokens")
+    ap.add_argument("--stop-file", default="",
+                    help="run until this file exists, instead of --requests")
+    ap.add_argument("--records", default="",
+                    help="write the measured requests' wall-clock times here, one JSON line each")
     args = ap.parse_args()
+    global RECORD
+    RECORD = bool(args.records)
+    lengths = None
+    if args.max_tokens_range:
+        lo, hi = (int(x) for x in args.max_tokens_range.split(","))
+        lengths = random.Random(args.salt)
+    length_lock = threading.Lock()
+
+    def send(prompt):
+        n = args.max_tokens
+        if lengths is not None:
+            with length_lock:
+                n = lengths.randint(lo, hi)
+        return one_request(args.url, args.model, prompt, n, args.temperature)
     salt = args.salt + " " if args.salt else ""
 
     lock = threading.Lock()
@@ -121,7 +160,16 @@ def main():
         # desynchronised steady state instead of a thundering herd.
         time.sleep(wid * args.stagger / args.concurrency)
         for i in range(args.warmup):
-            one_request(args.url, args.model, salt + "warm up %d %d " % (wid, i) + "word " * args.prompt_words, args.max_tokens)
+            send(salt + "warm up %d %d " % (wid, i) + "word " * args.prompt_words)
+        while args.stop_file:
+            with lock:
+                sent[0] += 1
+                n = sent[0]
+            r = send(salt + "request %d " % n + "word " * args.prompt_words)
+            with lock:
+                results.append(r)
+            if os.path.exists(args.stop_file):
+                return
         while True:
             with lock:
                 measured = sent[0] < args.requests
@@ -131,13 +179,13 @@ def main():
                 elif len(results) >= args.requests:
                     return
             if measured:
-                r = one_request(args.url, args.model, salt + "request %d " % n + "word " * args.prompt_words, args.max_tokens)
+                r = send(salt + "request %d " % n + "word " * args.prompt_words)
                 with lock:
                     results.append(r)
             else:
                 # Cooldown: keep the concurrency held until every measured
                 # request has ended, so all of them ran at C (not measured).
-                one_request(args.url, args.model, salt + "cooldown %d " % wid + "word " * args.prompt_words, args.max_tokens)
+                send(salt + "cooldown %d " % wid + "word " * args.prompt_words)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(args.concurrency)]
     for t in threads:
@@ -145,6 +193,11 @@ def main():
     for t in threads:
         t.join()
 
+    if args.records:
+        with open(args.records, "w") as f:
+            for r in results:
+                f.write(json.dumps({"sent": r["sent"], "ttft_s": r.get("ttft"), "chunks": r.get("chunks", []),
+                                    "out": r.get("out", 0), "error": r.get("error", "")}) + "\n")
     ok = [r for r in results if "error" not in r]
     out = {"requests": len(results), "errors": len(results) - len(ok)}
     if ok:

@@ -25,8 +25,11 @@
 //   - the suite end to end: exit status, no failed request, exact output
 //     token counts, result files and plots written;
 //   - agreement with the engine's own accounting (/api/chat's eval_count and
-//     eval_duration) at concurrency 1;
+//     eval_duration) of the same requests at concurrency 1, through a relay
+//     that serves the OpenAI stream from the native one (relay_test.go);
 //   - agreement with the independent Python client
-//     (testdata/vllm_style_client.py) on tok/s and TTFT at concurrency 1 and 4;
+//     (testdata/vllm_style_client.py) on tok/s and TTFT at concurrency 1 and
+//     4, the two clients running side by side (the engine serves both), so
+//     both measure the engine at the same moments;
 //   - continuous batching is visible: more tok/s at concurrency 4 than at 1.
 package realengine
