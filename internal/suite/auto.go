@@ -269,6 +269,9 @@ type probeFindings struct {
 	Saturated bool
 	// Stop says why the doubling ended.
 	Stop string
+	// Took is the probe's wall time (what -concurrency=auto cost before
+	// the first sample).
+	Took time.Duration
 }
 
 // probeRamp finds an engine's saturation point by measurement, with measure
@@ -386,7 +389,7 @@ func (f probeFindings) describe(name string) string {
 	if !f.Saturated {
 		sat = fmt.Sprintf("NOT SATURATED below the cap: %d is the lowest level with ≥ %.0f%% of the peak %.0f tok/s at %d; raise -max-concurrency to find the knee", f.Saturation, 100*SaturationFraction, f.Peak, f.PeakAt)
 	}
-	return fmt.Sprintf("concurrency=auto probe %s: %s; %s; %s", name, strings.Join(parts, ", "), f.Stop, sat)
+	return fmt.Sprintf("concurrency=auto probe %s: %s; %s; %s; the probe took %v", name, strings.Join(parts, ", "), f.Stop, sat, f.Took.Round(100*time.Millisecond))
 }
 
 // autoPlan is -concurrency=auto in a run: the probe's findings per engine
@@ -447,6 +450,7 @@ func (s *Suite) probe(ctx context.Context) error {
 			continue
 		}
 		step := 0 // step k uses the same prompts on every engine
+		start := time.Now()
 		f, err := probeRamp(func(c int) (probePoint, error) {
 			step++
 			return s.probeStep(ctx, e, c, step-1)
@@ -457,6 +461,7 @@ func (s *Suite) probe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("engine %s: -concurrency=auto probe: %w", e.name, err)
 		}
+		f.Took = time.Since(start)
 		s.auto.findings[e.name] = f
 		e.autoNote = f.describe(e.name)
 		sat = max(sat, f.Saturation)
