@@ -26,7 +26,7 @@ var (
 		"comma-separated engines: fake (two simulated demo engines, in-process), fake:PRESET, vllm, friendli, "+
 			"friendli-serverless, friendli-dedicated, or NAME=URL (see README)")
 	flagConcurrency = flag.String("concurrency", "1,2,4,8,16,32,64,128,256",
-		"comma-separated closed-loop concurrency levels")
+		"comma-separated closed-loop concurrency levels, or auto: a probe finds each engine's saturation point and 7 to 32 levels up to -max-concurrency are placed like MLPerf Endpoints' (see README)")
 	flagModel = flag.String("model", "",
 		"model name for every engine that has none of its own (default: discovered from GET /v1/models)")
 	flagInputTokens = flag.Int("input-tokens", 128,
@@ -87,7 +87,7 @@ var (
 	flagArrival = flag.String("arrival", "poisson",
 		"open-loop arrival process: poisson, gamma:CV (CV of the gaps; 1 is Poisson) or constant")
 	flagMaxConcurrency = flag.Int("max-concurrency", suite.DefaultMaxConcurrency,
-		"cap on an open loop's requests in flight; arrivals beyond it wait, and the wait counts in latency from the intended send")
+		"cap on an open loop's requests in flight (arrivals beyond it wait, and the wait counts in latency from the intended send), and the highest level -concurrency=auto probes and places")
 	flagSLO = flag.String("slo", "",
 		"service-level objective, e.g. ttft-p99=2s,tpot-p99=100ms or mlperf-server:llama3.1-8b: adds goodput-req/s, slo-good/op, slo-met to every line and enables BenchmarkCapacity")
 	flagCapacityRepeats = flag.Int("capacity-repeats", suite.DefaultCapacityRepeats,

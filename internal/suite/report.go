@@ -60,9 +60,15 @@ type reportState struct {
 // takes: c when -benchtime was not given (every slot carries a measured
 // request; BenchmarkServe tops b.Loop's count up to it), none when it was
 // (-benchtime is honoured as given; Finish warns about a sample below c).
+//
+// With -concurrency=auto it is steadyMinMeasured(c), 4 rounds (at least 8
+// requests), so every point's steady state can be checked (steady.go).
 func (s *Suite) MinMeasured(c int) int {
 	if s.opt.Benchtime != "" {
 		return 0
+	}
+	if s.auto != nil {
+		return steadyMinMeasured(c)
 	}
 	return c
 }
@@ -98,6 +104,10 @@ func (sm *Sample) TopUp() error {
 
 // sampleRule states the sample-size rule for the header and summary.json.
 func (s *Suite) sampleRule() string {
+	if s.opt.Benchtime == "" && s.auto != nil {
+		return fmt.Sprintf("sample size (-concurrency=auto): every sample measures at least %d rounds of C requests (at least %d requests) so that its steady state can be checked, and for at least -benchtime's default 1s; -benchtime=Nx or =30s sets it exactly.",
+			steadyRounds, steadyBlocks)
+	}
 	if s.opt.Benchtime == "" {
 		return "sample size: every sample measures at least C requests (one per slot at concurrency C) and for at least -benchtime's default 1s; -benchtime=Nx or =30s sets it exactly."
 	}

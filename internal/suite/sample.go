@@ -317,6 +317,25 @@ func (sm *Sample) Finish() Result {
 	if out.Client.Bound {
 		comments = append(comments, fmt.Sprintf("# CLIENT-BOUND sample %d at %s: %s", sm.n, sm.level(), out.Client.Reason))
 	}
+	if s.auto != nil && sm.open == nil {
+		// -concurrency=auto's points are checked for a steady state; the
+		// verdict is a '#' line before the result line (kept for -from in
+		// the samples file), a log line and, when it fails, a warning of
+		// the sample in summary.json.
+		st := checkSteady(res.Records, res.Window, c)
+		line := steadyComment(st, sm.n, sm.level())
+		comments = append(comments, line)
+		out.Logs = append(out.Logs, strings.TrimPrefix(line, "# "))
+		s.auto.checked.Add(1)
+		switch {
+		case !st.Verified:
+			s.auto.unverified.Add(1)
+			out.Summary.Warnings = append(out.Summary.Warnings, strings.TrimPrefix(line, "# "))
+		case !st.Steady:
+			s.auto.notSteady.Add(1)
+			out.Summary.Warnings = append(out.Summary.Warnings, strings.TrimPrefix(line, "# "))
+		}
+	}
 	if sm.open == nil {
 		if err := s.dir.Sample(e.name, sm.sampleMeta(res, false, extra, comments)); err != nil {
 			out.Errs = append(out.Errs, fmt.Errorf("saving the sample's metadata: %w", err))

@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -39,7 +40,11 @@ func (s *Suite) selectEngines(list []*Engine) ([]*Engine, error) {
 		for i, e := range list {
 			names[i] = s.benchNames(e)[0]
 		}
-		return nil, fmt.Errorf("-bench=%s selects no engine of -engines: the sub-benchmarks are named like %s", s.opt.Bench, strings.Join(names, ", "))
+		msg := fmt.Sprintf("-bench=%s selects no engine of -engines: the sub-benchmarks are named like %s", s.opt.Bench, strings.Join(names, ", "))
+		if s.auto != nil {
+			msg += " (with -concurrency=auto the levels are placed only after the probe: select engines, e.g. -bench=Serve/engine=NAME, not levels)"
+		}
+		return nil, errors.New(msg)
 	}
 	return out, nil
 }
@@ -51,6 +56,10 @@ func (s *Suite) benchNames(e *Engine) []string {
 	var names []string
 	for _, c := range s.levels {
 		names = append(names, benchParent+"/"+subName(s.multi, e.name, c))
+	}
+	if s.auto != nil && s.levels == nil {
+		// The levels are placed after the preflight; select by engine.
+		names = append(names, benchParent+"/"+levelName(s.multi, e.name, autoLevel))
 	}
 	for _, r := range s.rates {
 		names = append(names, benchParent+"/"+s.RateName(e, r))

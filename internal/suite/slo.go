@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/inferbench/inferbench/internal/record"
@@ -15,6 +16,9 @@ import (
 // -capacity-repeats into the suite.
 func (s *Suite) parseOpenLoop() error {
 	var err error
+	if strings.EqualFold(strings.TrimSpace(s.opt.Rate), AutoConcurrency) {
+		return errors.New("-rate=auto: automatic placement is for closed-loop levels only (MLPerf Endpoints' points are fixed concurrency, endpoints_rules.md §6.1): use -concurrency=auto, or give rates such as -rate=2,8,32 (BenchmarkCapacity finds the highest rate that meets -slo)")
+	}
 	if s.rates, err = parseRates(s.opt.Rate); err != nil {
 		return err
 	}
@@ -47,6 +51,9 @@ func (s *Suite) maxInFlight() int {
 	n := 1
 	if len(s.levels) > 0 {
 		n = slices.Max(s.levels)
+	}
+	if s.auto != nil {
+		n = max(n, s.maxConcurrency()) // the probe and the levels go up to the cap
 	}
 	if len(s.rates) > 0 || !s.slo.IsZero() || s.trace != nil {
 		n = max(n, s.maxConcurrency())

@@ -30,7 +30,10 @@ import (
 type Options struct {
 	// Engines is -engines: fake, fake:PRESET, vllm, friendli, …, NAME=URL.
 	Engines string
-	// Concurrency is -concurrency: the comma-separated closed-loop levels.
+	// Concurrency is -concurrency: the comma-separated closed-loop levels,
+	// or AutoConcurrency ("auto"): a probe finds each engine's saturation
+	// point and the levels are placed like MLPerf Endpoints' (auto.go),
+	// with MaxConcurrency as the cap.
 	Concurrency string
 	// Model is -model: the model for every engine without one of its own.
 	Model string
@@ -162,6 +165,7 @@ type Suite struct {
 	rep      reportState  // summary.json, report.html, progress (report.go)
 	shard    shardSpec    // -shard; 0 of 1 when not sharded
 	sched    *schedule    // -start-at, -start-every
+	auto     *autoPlan    // -concurrency=auto; nil with a list of levels
 }
 
 // Engine is one engine of the run with its client.
@@ -185,6 +189,9 @@ type Engine struct {
 	started int // samples started
 	// facts are hooks for summary.json and report.html (report.go).
 	facts EngineFacts
+	// autoNote is the -concurrency=auto probe's line for the header; ""
+	// without it.
+	autoNote string
 }
 
 // Name is the engine's name in result files and benchmark names.
@@ -222,6 +229,9 @@ func (e *Engine) describe() []string {
 		e.probeNote,
 	}
 	lines = append(lines, e.conformance...)
+	if e.autoNote != "" {
+		lines = append(lines, e.autoNote)
+	}
 	if e.engine.Simulated {
 		lines = append(lines, "engine "+e.name+" is SIMULATED (inferbench's fake engine): its numbers are not a real engine's")
 	}
@@ -240,11 +250,15 @@ func (s *Suite) SubName(e *Engine, c int) string {
 }
 
 func subName(multi bool, engine string, c int) string {
-	name := fmt.Sprintf("concurrency=%d", c)
+	return levelName(multi, engine, fmt.Sprintf("concurrency=%d", c))
+}
+
+// levelName is a sub-benchmark name with the level element given.
+func levelName(multi bool, engine, level string) string {
 	if multi {
-		name = "engine=" + engine + "/" + name
+		return "engine=" + engine + "/" + level
 	}
-	return name
+	return level
 }
 
 // Measured reports whether any sample finished.
@@ -289,7 +303,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		return nil, err
 	}
 	if opt.Concurrency != "" || (len(s.rates) == 0 && s.trace == nil) {
-		if s.levels, err = parseLevels(opt.Concurrency); err != nil {
+		if err := s.parseConcurrency(); err != nil {
 			return nil, err
 		}
 	}
@@ -387,6 +401,15 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if err := s.preflight(ctx); err != nil {
 		return nil, err
 	}
+	if s.auto != nil {
+		// The probe runs before the header is written: its findings and
+		// the levels are part of it.
+		s.startProgress()
+		s.closers = append(s.closers, s.stopProgress)
+		if err := s.probe(ctx); err != nil {
+			return nil, err
+		}
+	}
 	s.header = s.makeHeader()
 	names := make([]string, len(s.engines))
 	perEngine := map[string][]string{}
@@ -404,8 +427,10 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		}
 	}
 	s.txtFiles = s.dir.TxtFiles()
-	s.startProgress()
-	s.closers = append(s.closers, s.stopProgress)
+	if s.rep.progress == nil {
+		s.startProgress()
+		s.closers = append(s.closers, s.stopProgress)
+	}
 	return s, nil
 }
 
@@ -616,6 +641,7 @@ func (s *Suite) makeHeader() results.Header {
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
 		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.",
 		s.sampleRule(), tailRule())
+	h.Comments = append(h.Comments, s.autoHeader()...)
 	switch {
 	case s.opt.Model != "":
 		h.Config = append(h.Config, results.KV{Key: "model", Value: s.opt.Model})
@@ -639,6 +665,7 @@ func (s *Suite) makeHeader() results.Header {
 		h.Config = append(h.Config, results.KV{Key: "simulated", Value: "true"})
 	}
 	h.Config = append(h.Config, s.openLoopConfig()...)
+	h.Config = append(h.Config, s.autoConfig()...)
 	return h
 }
 
@@ -700,6 +727,9 @@ func (s *Suite) Conclude(w io.Writer, plot bool) error {
 	}
 	if s.Measured() {
 		fmt.Fprintln(w, s.clientBoundSummary())
+		if s.auto != nil && s.auto.checked.Load() > 0 {
+			fmt.Fprintln(w, s.steadySummary())
+		}
 	}
 	return errors.Join(err, s.conclude(w, plot))
 }
