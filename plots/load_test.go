@@ -277,6 +277,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("BenchmarkServe/concurrency=1-2\t1\t1e308 tok/s\t0 tpot-p50-ns\t0 ttft-p50-ns\n"))
 	f.Add([]byte("BenchmarkServe/engine=/concurrency=99999999999999999999-2\t1\t1 tok/s\n"))
 	f.Add([]byte("Unit tok/s better=higher\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n"))
+	f.Add([]byte(openLine("2", 1.9, 30, 31) + openLine("1e-300", 1, 0, 1e300) + "BenchmarkServe/trace=2x-2\t1\t5 tok/s\n"))
+	f.Add([]byte("slo: a\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\t0 goodput-req/s\t1 slo-met\t0 tpot-p90-ns\n" + openLine("3", 0, 0, 0)))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		path := filepath.Join(t.TempDir(), "e.txt")
 		require.NoError(t, os.WriteFile(path, content, 0o644))
