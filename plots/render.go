@@ -830,7 +830,7 @@ func (f *figure) drawYLabel(c *draw.Canvas) {
 	rot.Rotation += math.Pi / 2
 	descent := sty.FontExtents().Descent
 	c.FillText(rot, vg.Point{X: c.Min.X + h - descent, Y: c.Center().Y}, f.ylabel)
-	*c = draw.Crop(*c, h+f.plot.Y.Label.Padding, 0, 0, 0)
+	*c = draw.Crop(*c, h+f.plot.Y.Label.Padding+vg.Points(3), 0, 0, 0) // clear of the tick labels
 }
 
 // render rasterises the figure to PNG.
