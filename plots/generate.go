@@ -7,17 +7,17 @@ import (
 	"path/filepath"
 )
 
-// Generate reads the benchmark files (see Load), draws throughput.png,
-// latency.png and pareto.png (see Render) and writes them into outDir,
-// creating it if needed. It returns the paths written.
+// Generate reads the benchmark files (see Load), draws the charts the input
+// supports (see Render) and writes them into outDir, creating it if needed.
+// It returns the paths written.
 //
 // Everything is rendered in memory before anything is written, and each file
 // is written to a temporary file and renamed into place, so a failure leaves
 // no partial or half-written PNG. When only some charts could be drawn,
 // Generate writes those and returns their paths together with a non-nil
-// error that joins *SkipError warnings; when the input is bad or the
-// throughput chart cannot be drawn, it writes nothing and returns only the
-// error.
+// error that joins *SkipError warnings; when the input is bad or Render
+// fails (closed-loop results without tok/s, or no chart at all), it writes
+// nothing and returns only the error.
 func Generate(paths []string, outDir string) ([]string, error) {
 	d, err := Load(paths)
 	if err != nil {

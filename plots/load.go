@@ -25,6 +25,21 @@ const (
 	UnitTTFTP99   = "ttft-p99-ns"
 	UnitTPOTP50   = "tpot-p50-ns"
 	UnitITLP50    = "itl-p50-ns"
+	UnitTPOTP90   = "tpot-p90-ns"
+	UnitReqPerSec = "req/s"
+
+	// Open-loop (rate=R) lines: the rate the requests were sent at, the
+	// rate of their schedule, and TTFT and E2E counted from the intended
+	// send (the scheduled instant) rather than the actual one.
+	UnitAchieved     = "achieved-req/s"
+	UnitScheduled    = "scheduled-req/s"
+	UnitQueuedTTFT50 = "queued-ttft-p50-ns"
+	UnitQueuedE2E50  = "queued-e2e-p50-ns"
+
+	// -slo lines: requests that met every per-request limit ÷ the window,
+	// and 1 when every percentile limit held over the sample, else 0.
+	UnitGoodput = "goodput-req/s"
+	UnitSLOMet  = "slo-met"
 )
 
 // Confidence is the confidence level of every interval Load computes; it is
@@ -46,6 +61,11 @@ type Config struct {
 	OutputTokens string
 	// Workload is the `workload:` line.
 	Workload string
+	// SLO is the `slo:` line (the run's -slo), e.g.
+	// "ttft-p99=150ms,tpot-p99=10ms".
+	SLO string
+	// Arrival is the `arrival:` line of an open-loop or SLO run.
+	Arrival string
 	// Simulated is true when any result carried `simulated: true`, or when
 	// an engine name marks it as simulated (a "-sim" suffix or "sim-"
 	// prefix).
@@ -54,16 +74,22 @@ type Config struct {
 
 // compared lists the configuration keys that must be equal for every result:
 // a chart that puts two models (or two workloads) side by side would compare
-// nothing.
-var compared = []string{"model", "input-tokens", "output-tokens", "workload"}
+// nothing, and SLO marks or open-loop latencies of different SLOs or arrival
+// processes cannot share a chart either.
+var compared = []string{"model", "input-tokens", "output-tokens", "workload", "slo", "arrival", "max-concurrency"}
 
-// Point is one engine at one concurrency level in one unit: the samples
-// (one per -count repetition, in file order) and their median with a 95 %
-// confidence interval computed exactly as benchstat computes it
-// (benchmath.AssumeNothing: the order-statistics CI of the median).
+// Point is one engine at one concurrency level (closed loop) or one arrival
+// rate (open loop) in one unit: the samples (one per -count repetition, in
+// file order) and their median with a 95 % confidence interval computed
+// exactly as benchstat computes it (benchmath.AssumeNothing: the
+// order-statistics CI of the median).
 type Point struct {
-	// Concurrency is the level (the /concurrency name key).
+	// Concurrency is the level (the /concurrency name key); 0 for an
+	// open-loop point.
 	Concurrency int
+	// Rate is the open loop's target rate in requests/s (the /rate name
+	// key); 0 for a closed-loop point.
+	Rate float64
 	// Samples are the values read, one per result line.
 	Samples []float64
 	// Median is the sample median.
@@ -77,22 +103,31 @@ type Point struct {
 func (p Point) HasCI() bool { return !math.IsInf(p.Lo, 0) && !math.IsInf(p.Hi, 0) }
 
 // Data is the content of a set of benchmark files, grouped by unit, engine
-// and concurrency.
+// and concurrency (closed loop) or rate (open loop).
 type Data struct {
 	// Config is the configuration shared by all results.
 	Config Config
 	// Engines are the engine names, sorted (which fixes their colours).
 	Engines []string
-	// Units are the units of the results, sorted: every non-latency unit is
-	// on every line; a latency unit may be missing from the lines of
-	// samples where no request succeeded. Latency units keep their
-	// original "-ns" spelling.
+	// Units are the units of the closed-loop (concurrency=N) results,
+	// sorted: every unit but the optional ones (see Load) is on every
+	// such line; a latency unit may be missing from the lines of samples
+	// where no request succeeded. Latency units keep their original "-ns"
+	// spelling.
 	Units []string
+	// RateUnits are the units of the open-loop (rate=R) results, sorted,
+	// under the same rule among open-loop lines.
+	RateUnits []string
+	// TraceResults counts the trace replay (trace=SPEEDx) results read:
+	// a replay has neither a concurrency nor a rate to put on an axis,
+	// so no chart draws them.
+	TraceResults int
 	// Files maps each engine to the file it was read from (the label, for
 	// label=path arguments).
 	Files map[string]string
 
-	series map[string]map[string][]Point // unit → engine → points by concurrency
+	series     map[string]map[string][]Point // unit → engine → points by concurrency
+	rateSeries map[string]map[string][]Point // unit → engine → points by rate
 
 	// Pooled is the run's summary.json when one was given (see Load): its
 	// pooled latency percentiles, with confidence intervals, are what the
@@ -115,10 +150,40 @@ func (d *Data) Series(unit, engine string) []Point {
 	return d.series[unit][engine]
 }
 
-// HasUnit reports whether the unit was read.
+// HasUnit reports whether the unit was read from a closed-loop result.
 func (d *Data) HasUnit(unit string) bool {
 	_, ok := d.series[unit]
 	return ok
+}
+
+// RateSeries returns an engine's open-loop points in a unit, sorted by
+// rate, or nil when the engine has no open-loop results in that unit.
+func (d *Data) RateSeries(unit, engine string) []Point {
+	return d.rateSeries[unit][engine]
+}
+
+// HasRateUnit reports whether the unit was read from an open-loop result.
+func (d *Data) HasRateUnit(unit string) bool {
+	_, ok := d.rateSeries[unit]
+	return ok
+}
+
+// Rates returns the open-loop rates present for any engine, sorted.
+func (d *Data) Rates() []float64 {
+	seen := map[float64]bool{}
+	for _, byEngine := range d.rateSeries {
+		for _, pts := range byEngine {
+			for _, p := range pts {
+				seen[p.Rate] = true
+			}
+		}
+	}
+	rates := make([]float64, 0, len(seen))
+	for r := range seen {
+		rates = append(rates, r)
+	}
+	sort.Float64s(rates)
+	return rates
 }
 
 // Levels returns the concurrency levels present for any engine, sorted.
@@ -139,10 +204,17 @@ func (d *Data) Levels() []int {
 	return levels
 }
 
-// SampleRange returns the smallest and largest number of samples of any point.
-func (d *Data) SampleRange() (lo, hi int) {
+// SampleRange returns the smallest and largest number of samples of any
+// closed-loop point.
+func (d *Data) SampleRange() (lo, hi int) { return sampleRange(d.series) }
+
+// RateSampleRange returns the smallest and largest number of samples of any
+// open-loop point.
+func (d *Data) RateSampleRange() (lo, hi int) { return sampleRange(d.rateSeries) }
+
+func sampleRange(series map[string]map[string][]Point) (lo, hi int) {
 	lo = math.MaxInt
-	for _, byEngine := range d.series {
+	for _, byEngine := range series {
 		for _, pts := range byEngine {
 			for _, p := range pts {
 				lo = min(lo, len(p.Samples))
@@ -168,17 +240,25 @@ func (p pos) String() string { return fmt.Sprintf("%s:%d", p.file, p.line) }
 // results/<engine>.txt files (engine = file name without ".txt", or the label
 // of a label=path argument) and `go test -bench` output of a multi-engine
 // run (engine = the /engine name key). Only BenchmarkServe results are used;
-// each needs a positive integer /concurrency key.
+// each needs a positive integer /concurrency key (a closed-loop sample) or a
+// positive /rate key in requests/s (an open-loop sample). Trace replays
+// (/trace=SPEEDx) are counted in TraceResults and otherwise skipped.
 //
 // Load fails, naming the file and line, on a malformed Benchmark line, a
 // non-finite or negative value, a result whose set of units differs from the
-// first result's (latency units excepted: a sample in which every request
-// failed has no latency to report), results whose model/input-tokens/output-tokens/workload
-// differ, an engine found in two files, or input without any result.
+// first result's of the same kind (closed or open loop; optional units
+// excepted), results whose model/input-tokens/output-tokens/workload/slo/
+// arrival/max-concurrency differ, an engine found in two files, or input
+// without any result. Optional units are the ones the suite writes only
+// when it has them: latencies (a sample in which every request failed has
+// none), the client's own cost (client-*: not measurable over an empty
+// window), cached-prompt-frac (only where the server reports cached tokens)
+// and the simulator checks (*-vs-model).
 //
 // A path ending in ".json" is a run's summary.json (internal/report): its
 // pooled latency percentiles replace the medians of per-sample values in
-// the latency chart. At most one may be given.
+// the latency chart, and its pooled TPOT p90 gives the Pareto chart its
+// p90 curve when the result lines carry none. At most one may be given.
 func Load(paths []string) (*Data, error) {
 	var summary *report.File
 	var txt []string
@@ -204,16 +284,24 @@ func Load(paths []string) (*Data, error) {
 	type key struct {
 		unit, engine string
 		conc         int
+		rate         float64
 	}
 	samples := map[key][]float64{}
-	d := &Data{Files: map[string]string{}, series: map[string]map[string][]Point{}, Pooled: summary}
+	d := &Data{Files: map[string]string{}, series: map[string]map[string][]Point{},
+		rateSeries: map[string]map[string][]Point{}, Pooled: summary}
+	// The unit set every line of a kind must carry: open-loop lines have
+	// units of their own (achieved-req/s, lag, queued latencies).
+	type unitSet struct {
+		units []string
+		at    pos
+		seen  bool
+	}
 	var (
-		firstUnits []string
-		firstPos   pos
-		cfg        map[string]string
-		cfgPos     pos
-		nResults   int
-		engines    = map[string]bool{}
+		closedUnits, openUnits unitSet
+		cfg                    map[string]string
+		cfgPos                 pos
+		nResults               int
+		engines                = map[string]bool{}
 	)
 	for files.Scan() {
 		var res *benchfmt.Result
@@ -231,8 +319,8 @@ func Load(paths []string) (*Data, error) {
 		if string(base) != benchName {
 			continue
 		}
-		var engine, concStr string
-		openLoop := false
+		var engine, concStr, rateStr string
+		trace := false
 		for _, part := range parts {
 			k, v, ok := strings.Cut(string(part[1:]), "=")
 			if part[0] != '/' || !ok {
@@ -244,11 +332,14 @@ func Load(paths []string) (*Data, error) {
 			case "concurrency":
 				concStr = v
 			case "rate":
-				openLoop = true
+				rateStr = v
+			case "trace":
+				trace = true
 			}
 		}
-		if openLoop {
-			continue // an open-loop (rate=R) sample: not a point of the concurrency sweep
+		if trace {
+			d.TraceResults++
+			continue
 		}
 		label := res.GetConfig(".file")
 		if engine == "" {
@@ -257,12 +348,26 @@ func Load(paths []string) (*Data, error) {
 		if engine == "" {
 			return nil, fmt.Errorf("plots: %s: cannot tell the engine: no /engine key and no file name", at)
 		}
-		if concStr == "" {
-			return nil, fmt.Errorf("plots: %s: Benchmark%s has no /concurrency=N key", at, res.Name)
-		}
-		conc, err := strconv.Atoi(concStr)
-		if err != nil || conc <= 0 {
-			return nil, fmt.Errorf("plots: %s: concurrency %q is not a positive integer", at, concStr)
+		var (
+			conc int
+			rate float64
+			err  error
+		)
+		switch {
+		case concStr != "" && rateStr != "":
+			return nil, fmt.Errorf("plots: %s: Benchmark%s has both /concurrency and /rate: a sample is closed or open loop, not both", at, res.Name)
+		case rateStr != "":
+			rate, err = strconv.ParseFloat(rateStr, 64)
+			if err != nil || !(rate > 0) || math.IsInf(rate, 0) {
+				return nil, fmt.Errorf("plots: %s: rate %q is not a positive number of requests/s", at, rateStr)
+			}
+		case concStr != "":
+			conc, err = strconv.Atoi(concStr)
+			if err != nil || conc <= 0 {
+				return nil, fmt.Errorf("plots: %s: concurrency %q is not a positive integer", at, concStr)
+			}
+		default:
+			return nil, fmt.Errorf("plots: %s: Benchmark%s has no /concurrency=N or /rate=R key", at, res.Name)
 		}
 		if prev, ok := d.Files[engine]; ok && prev != label {
 			return nil, fmt.Errorf("plots: %s: engine %q already read from %s; give each engine's results once", at, engine, prev)
@@ -288,7 +393,7 @@ func Load(paths []string) (*Data, error) {
 			d.Config.Simulated = true
 		}
 
-		// Every result must carry the same units.
+		// Every result of a kind must carry the same units.
 		units := make([]string, 0, len(res.Values))
 		for _, v := range res.Values {
 			unit, val := v.Unit, v.Value
@@ -302,18 +407,19 @@ func Load(paths []string) (*Data, error) {
 				return nil, fmt.Errorf("plots: %s: unit %s appears twice", at, unit)
 			}
 			units = append(units, unit)
-			k := key{unit, engine, conc}
+			k := key{unit, engine, conc, rate}
 			samples[k] = append(samples[k], val)
 		}
 		sort.Strings(units)
-		// Latency units are written only when the sample had a successful
-		// request to measure (every request failing leaves none), so they
-		// may be missing from a line; every other unit must be on every line.
-		units = slices.DeleteFunc(units, isLatencyUnit)
-		if firstUnits == nil {
-			firstUnits, firstPos = units, at
-		} else if !slices.Equal(units, firstUnits) {
-			return nil, fmt.Errorf("plots: %s: units differ from %s: %s", at, firstPos, unitDiff(firstUnits, units))
+		units = slices.DeleteFunc(units, isOptionalUnit)
+		set := &closedUnits
+		if rate > 0 {
+			set = &openUnits
+		}
+		if !set.seen {
+			set.units, set.at, set.seen = units, at, true
+		} else if !slices.Equal(units, set.units) {
+			return nil, fmt.Errorf("plots: %s: units differ from %s: %s", at, set.at, unitDiff(set.units, units))
 		}
 		engines[engine] = true
 		nResults++
@@ -322,37 +428,62 @@ func Load(paths []string) (*Data, error) {
 		return nil, fmt.Errorf("plots: %w", err)
 	}
 	if nResults == 0 {
-		return nil, fmt.Errorf("plots: no BenchmarkServe result lines in %s", strings.Join(paths, ", "))
+		what := "no BenchmarkServe result lines"
+		if d.TraceResults > 0 {
+			what = fmt.Sprintf("only trace replay (trace=SPEEDx) results, which no chart draws (%d lines)", d.TraceResults)
+		}
+		return nil, fmt.Errorf("plots: %s in %s", what, strings.Join(paths, ", "))
 	}
 	d.Config.Model = cfg["model"]
 	d.Config.InputTokens = cfg["input-tokens"]
 	d.Config.OutputTokens = cfg["output-tokens"]
 	d.Config.Workload = cfg["workload"]
-	d.Units = firstUnits
-	for k := range samples {
-		if isLatencyUnit(k.unit) && !slices.Contains(d.Units, k.unit) {
-			d.Units = append(d.Units, k.unit)
-		}
-	}
-	sort.Strings(d.Units)
+	d.Config.SLO = cfg["slo"]
+	d.Config.Arrival = cfg["arrival"]
 	for e := range engines {
 		d.Engines = append(d.Engines, e)
 	}
 	sort.Strings(d.Engines)
+	closedSeen, openSeen := map[string]bool{}, map[string]bool{}
 	for k, vs := range samples {
-		byEngine := d.series[k.unit]
+		series, seen := d.series, closedSeen
+		if k.rate > 0 {
+			series, seen = d.rateSeries, openSeen
+		}
+		seen[k.unit] = true
+		byEngine := series[k.unit]
 		if byEngine == nil {
 			byEngine = map[string][]Point{}
-			d.series[k.unit] = byEngine
+			series[k.unit] = byEngine
 		}
-		byEngine[k.engine] = append(byEngine[k.engine], summarize(k.conc, vs))
+		p := summarize(k.conc, vs)
+		p.Rate = k.rate
+		byEngine[k.engine] = append(byEngine[k.engine], p)
 	}
+	d.Units, d.RateUnits = sortedKeys(closedSeen), sortedKeys(openSeen)
 	for _, byEngine := range d.series {
 		for _, pts := range byEngine {
 			sort.Slice(pts, func(i, j int) bool { return pts[i].Concurrency < pts[j].Concurrency })
 		}
 	}
+	for _, byEngine := range d.rateSeries {
+		for _, pts := range byEngine {
+			sort.Slice(pts, func(i, j int) bool { return pts[i].Rate < pts[j].Rate })
+		}
+	}
 	return d, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 // summarize computes benchstat's summary of one group of samples.
@@ -371,6 +502,14 @@ func isSimName(engine string) bool {
 // isLatencyUnit reports whether unit is one of the suite's latency units
 // (ttft-p50-ns and the like; ns/op is not one).
 func isLatencyUnit(unit string) bool { return strings.HasSuffix(unit, "-ns") }
+
+// isOptionalUnit reports whether the suite writes unit only on the lines of
+// samples that have it (see Load), so its absence from a line is no sign of
+// a different kind of result.
+func isOptionalUnit(unit string) bool {
+	return isLatencyUnit(unit) || strings.HasPrefix(unit, "client-") ||
+		unit == "cached-prompt-frac" || strings.HasSuffix(unit, "-vs-model")
+}
 
 // unitDiff describes how got differs from want.
 func unitDiff(want, got []string) string {

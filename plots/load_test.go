@@ -30,6 +30,19 @@ func dump(d *Data) string {
 			}
 		}
 	}
+	if len(d.RateUnits) > 0 {
+		fmt.Fprintf(&b, "rate units: %s\n", strings.Join(d.RateUnits, " "))
+	}
+	for _, u := range d.RateUnits {
+		for _, e := range d.Engines {
+			for _, p := range d.RateSeries(u, e) {
+				fmt.Fprintf(&b, "%s %s rate=%g n=%d median=%.6g lo=%.6g hi=%.6g\n", u, e, p.Rate, len(p.Samples), p.Median, p.Lo, p.Hi)
+			}
+		}
+	}
+	if d.TraceResults > 0 {
+		fmt.Fprintf(&b, "trace results: %d\n", d.TraceResults)
+	}
 	return b.String()
 }
 
@@ -216,11 +229,25 @@ func TestLoadBadInput(t *testing.T) {
 		// Concurrency 0 would break the log axis.
 		{"zero concurrency", []string{"testdata/bad/conc.txt"}, []string{"testdata/bad/conc.txt:3:", "not a positive integer"}},
 		// A Serve result without /concurrency.
-		{"no concurrency key", []string{"testdata/bad/noconc.txt"}, []string{"testdata/bad/noconc.txt:2:", "/concurrency"}},
+		{"no concurrency key", []string{"testdata/bad/noconc.txt"}, []string{"testdata/bad/noconc.txt:2:", "/concurrency=N or /rate=R"}},
 		// NaN is not a measurement.
 		{"NaN value", []string{"testdata/bad/nan.txt"}, []string{"testdata/bad/nan.txt:2:", "tok/s = NaN"}},
 		// Nor is a negative rate.
 		{"negative value", []string{"testdata/bad/negative.txt"}, []string{"testdata/bad/negative.txt:2:", "tok/s = -500"}},
+		// A line cannot be closed and open loop at once.
+		{"both keys", []string{writeFile(t, "e.txt", "BenchmarkServe/concurrency=2/rate=4-2\t1\t5 tok/s\n")}, []string{"e.txt:1:", "both /concurrency and /rate"}},
+		// A rate must be a positive, finite number of requests/s.
+		{"zero rate", []string{writeFile(t, "e.txt", "BenchmarkServe/rate=0-2\t1\t5 tok/s\n")}, []string{"e.txt:1:", `rate "0" is not a positive number`}},
+		// Not a number at all.
+		{"rate not a number", []string{writeFile(t, "e.txt", "BenchmarkServe/rate=fast-2\t1\t5 tok/s\n")}, []string{`rate "fast"`}},
+		// Infinity parses but is no rate.
+		{"infinite rate", []string{writeFile(t, "e.txt", "BenchmarkServe/rate=Inf-2\t1\t5 tok/s\n")}, []string{`rate "Inf"`}},
+		// Open-loop lines must agree with each other on their units.
+		{"open-loop units differ", []string{writeFile(t, "e.txt", openLine("2", 2, 30, 31)+"BenchmarkServe/rate=4-2\t1\t1000 ns/op\t0 errors/op\t5 tok/s\n")}, []string{"e.txt:2:", "units differ from", "e.txt:1", "missing achieved-req/s"}},
+		// Results of different SLOs cannot share the SLO marks.
+		{"slo differs", []string{writeFile(t, "a.txt", "slo: ttft-p99=1s\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n"), writeFile(t, "b.txt", "slo: ttft-p99=2s\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n")}, []string{"b.txt:2:", `slo is "ttft-p99=2s" but "ttft-p99=1s"`}},
+		// Only trace replays: nothing any chart draws.
+		{"trace only", []string{writeFile(t, "e.txt", "BenchmarkServe/trace=1x-2\t1\t5 tok/s\n")}, []string{"only trace replay (trace=SPEEDx) results", "1 lines"}},
 		// The same engine twice would double its samples silently.
 		{"engine twice", []string{"testdata/two/all.out", "testdata/two/vllm.txt"}, []string{"testdata/two/vllm.txt:10:", `engine "vllm" already read from testdata/two/all.out`}},
 	}
@@ -250,6 +277,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("BenchmarkServe/concurrency=1-2\t1\t1e308 tok/s\t0 tpot-p50-ns\t0 ttft-p50-ns\n"))
 	f.Add([]byte("BenchmarkServe/engine=/concurrency=99999999999999999999-2\t1\t1 tok/s\n"))
 	f.Add([]byte("Unit tok/s better=higher\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n"))
+	f.Add([]byte(openLine("2", 1.9, 30, 31) + openLine("1e-300", 1, 0, 1e300) + "BenchmarkServe/trace=2x-2\t1\t5 tok/s\n"))
+	f.Add([]byte("slo: a\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\t0 goodput-req/s\t1 slo-met\t0 tpot-p90-ns\n" + openLine("3", 0, 0, 0)))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		path := filepath.Join(t.TempDir(), "e.txt")
 		require.NoError(t, os.WriteFile(path, content, 0o644))
@@ -277,4 +306,117 @@ func TestLoadLatencyMissingWhereAllFailed(t *testing.T) {
 	assert.True(t, d.HasUnit("ttft-p50-ns"))
 	assert.Len(t, d.Series("ttft-p50-ns", "e"), 1)
 	assert.Len(t, d.Series("tok/s", "e"), 2)
+}
+
+// openLine is a rate=R result line with the units the suite writes on an
+// open-loop sample (client cost left off, as on a sample whose window it
+// could not measure).
+func openLine(rate string, achieved, ttftMs, queuedMs float64) string {
+	return fmt.Sprintf("BenchmarkServe/rate=%s-2\t40\t1000000 ns/op\t%g achieved-req/s\t0 errors/op\t5e5 lag-p50-ns\t0.1 late/op\t%g queued-ttft-p50-ns\t2 req/s\t2 scheduled-req/s\t256 tok/s\t%g ttft-p50-ns\n",
+		rate, achieved, queuedMs*1e6, ttftMs*1e6)
+}
+
+func TestLoadOpenLoop(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		rates   []float64
+		levels  []int
+		// achieved are engine e's medians of achieved-req/s by rate.
+		achieved map[float64]float64
+		traces   int
+	}{
+		// Open-loop lines only: on the old code Load skipped every rate=R line and failed with "no BenchmarkServe result lines".
+		{"rate lines only", "arrival: poisson\n" + openLine("2", 1.9, 30, 31) + openLine("8", 7, 40, 90) + openLine("2", 2.1, 32, 33) + openLine("0.5", 0.5, 20, 20),
+			[]float64{0.5, 2, 8}, nil, map[float64]float64{0.5: 0.5, 2: 2, 8: 7}, 0},
+		// Closed- and open-loop lines side by side: each kind keeps its own unit set.
+		{"both kinds", "BenchmarkServe/concurrency=4-2\t10\t1000 ns/op\t0 errors/op\t100 tok/s\t3e7 ttft-p50-ns\n" + openLine("2", 1.9, 30, 31),
+			[]float64{2}, []int{4}, map[float64]float64{2: 1.9}, 0},
+		// A trace replay has neither a concurrency nor a rate: counted, not plotted (the old code failed: no /concurrency=N key).
+		{"trace replay", "BenchmarkServe/trace=2x-2\t40\t1000 ns/op\t1 achieved-req/s\t5 tok/s\n" + openLine("2", 2, 30, 31),
+			[]float64{2}, nil, map[float64]float64{2: 2}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Load([]string{writeFile(t, "e.txt", tt.content)})
+			require.NoError(t, err)
+			assert.Equal(t, tt.rates, d.Rates())
+			assert.Equal(t, tt.levels, nilIfEmpty(d.Levels()))
+			got := map[float64]float64{}
+			for _, p := range d.RateSeries(UnitAchieved, "e") {
+				assert.Zero(t, p.Concurrency, "an open-loop point has no concurrency")
+				got[p.Rate] = p.Median
+			}
+			assert.Equal(t, tt.achieved, got)
+			assert.Equal(t, tt.traces, d.TraceResults)
+			assert.True(t, d.HasRateUnit(UnitQueuedTTFT50))
+			assert.False(t, d.HasUnit(UnitAchieved), "open-loop units stay out of the closed-loop series")
+			assert.NotContains(t, d.Units, UnitAchieved)
+			assert.Contains(t, d.RateUnits, UnitAchieved)
+		})
+	}
+}
+
+func nilIfEmpty(s []int) []int {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// TestLoadSLOTestdata reads the checked-in -slo run (testdata/slo): both
+// kinds of line, the run's SLO and arrival, and each kind's samples.
+func TestLoadSLOTestdata(t *testing.T) {
+	d, err := Load([]string{"testdata/slo/vllm.txt", "testdata/slo/friendli.txt"})
+	require.NoError(t, err)
+	assert.Equal(t, "ttft-p99=150ms,tpot-p99=40ms", d.Config.SLO)
+	assert.Equal(t, "poisson", d.Config.Arrival)
+	assert.Equal(t, []int{1, 2, 4, 8, 16, 32, 64}, d.Levels())
+	assert.Equal(t, []float64{2, 4, 6, 8, 12}, d.Rates())
+	lo, hi := d.RateSampleRange()
+	assert.Equal(t, [2]int{6, 6}, [2]int{lo, hi})
+	for _, u := range []string{UnitGoodput, UnitSLOMet, UnitTokPerSec} {
+		assert.True(t, d.HasUnit(u), u)
+		assert.True(t, d.HasRateUnit(u), u)
+	}
+	for _, u := range []string{UnitAchieved, UnitScheduled, UnitQueuedTTFT50, "queued-ttft-p99-ns", "queued-e2e-p99-ns"} {
+		assert.True(t, d.HasRateUnit(u), u)
+		assert.False(t, d.HasUnit(u), u)
+	}
+	// friendli missed the SLO in one of its six samples at concurrency 32.
+	met := byLevel(d.Series(UnitSLOMet, "friendli"))[32]
+	require.Len(t, met.Samples, 6)
+	assert.Equal(t, 5.0, met.Samples[0]+met.Samples[1]+met.Samples[2]+met.Samples[3]+met.Samples[4]+met.Samples[5])
+}
+
+func TestLoadOptionalUnits(t *testing.T) {
+	base := "BenchmarkServe/concurrency=1-2\t10\t1000 ns/op\t0 errors/op\t100 tok/s"
+	tests := []struct {
+		name  string
+		extra string // units on the first line only
+		want  string // "" to load, else a substring of the error
+	}{
+		// The client's own cost is missing where the suite could not measure it (an empty window); on the old code: "units differ".
+		{"client cost", "\t0.02 client-cpu-frac\t40000 client-cpu-ns/tok\t0 client-queued-frac", ""},
+		// Cached-prompt fraction: only where the server reports cached tokens.
+		{"cached prompt", "\t0.5 cached-prompt-frac", ""},
+		// The simulator checks: only on simulated runs with a prediction.
+		{"vs model", "\t1.01 tok/s-vs-model", ""},
+		// Latencies: missing where every request failed.
+		{"latency", "\t3e7 ttft-p50-ns", ""},
+		// Anything else is a different kind of result.
+		{"goodput on one line only", "\t3 goodput-req/s", "missing goodput-req/s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "e.txt", base+tt.extra+"\n"+base+"\n")
+			d, err := Load([]string{path})
+			if tt.want != "" {
+				assert.ErrorContains(t, err, tt.want)
+				return
+			}
+			require.NoError(t, err)
+			assert.Len(t, d.Series(UnitTokPerSec, "e")[0].Samples, 2)
+		})
+	}
 }

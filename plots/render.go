@@ -2,6 +2,7 @@ package plots
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image/color"
 	"math"
@@ -31,10 +32,22 @@ const (
 
 // File names of the charts.
 const (
-	ThroughputPNG = "throughput.png"
-	LatencyPNG    = "latency.png"
-	ParetoPNG     = "pareto.png"
+	ThroughputPNG  = "throughput.png"
+	LatencyPNG     = "latency.png"
+	ParetoPNG      = "pareto.png"
+	LatencyRatePNG = "latency-rate.png"
+	GoodputPNG     = "goodput.png"
 )
+
+// Titles are the charts' titles by file name, for a page that shows them
+// (report.html).
+var Titles = map[string]string{
+	ThroughputPNG:  "Output throughput vs concurrency",
+	LatencyPNG:     "Latency vs concurrency",
+	ParetoPNG:      "System vs per-user throughput (Pareto steps)",
+	LatencyRatePNG: "Open-loop latency vs arrival rate",
+	GoodputPNG:     "Goodput under the SLO vs load",
+}
 
 // SimulatedMark is printed on every chart of simulated engines.
 const SimulatedMark = "SIMULATED ENGINES — not measurements of real engines"
@@ -56,6 +69,7 @@ func EngineColor(i int) color.RGBA { return palette[i%len(palette)] }
 
 var (
 	darkGrey = color.RGBA{0x33, 0x33, 0x33, 0xFF}
+	midGrey  = color.RGBA{0x88, 0x88, 0x88, 0xFF}
 	markRed  = color.RGBA{0xC0, 0x00, 0x00, 0xFF}
 )
 
@@ -79,7 +93,8 @@ type Image struct {
 }
 
 // figure is a chart before rasterisation: the plot plus the text drawn
-// around it. lines records each engine's data lines for tests.
+// around it. lines records each engine's data lines for tests, named the
+// same lines by what they show.
 type figure struct {
 	name   string
 	title  string
@@ -87,18 +102,32 @@ type figure struct {
 	banner string
 	footer []string
 	plot   *plot.Plot
-	lines  map[string][]*plotter.Line
-	bars   map[string]*plotter.YErrorBars
+	// panels are further plots drawn right of plot, side by side.
+	panels []*plot.Plot
+	// width, when set, replaces chartWidth.
+	width vg.Length
+	// side, when set, is a legend drawn in a column right of the plots,
+	// where it hides no data.
+	side  *plot.Legend
+	lines map[string][]*plotter.Line
+	named map[string]*plotter.Line
+	bars  map[string]*plotter.YErrorBars
+	// marks are the SLO states of a series' markers, named like named.
+	marks map[string][]sloState
 	// ylabel, when set, is drawn by the figure instead of the plot: gonum
 	// places the y label's glyph box at the arithmetic mid-range, which on a
 	// log axis lies near the top and shrinks the data area for nothing.
 	ylabel string
 }
 
-// Render draws throughput.png, latency.png and pareto.png into memory. A
-// chart whose units are absent, or points that cannot be drawn (a zero
-// latency on a log axis), are left out and reported in warnings. err is
-// non-nil only when the throughput chart cannot be drawn.
+// Render draws the charts into memory: throughput.png, latency.png and
+// pareto.png from closed-loop (concurrency=N) results, latency-rate.png from
+// open-loop (rate=R) results, and goodput.png from results that carry
+// -slo's goodput-req/s. A chart whose results or units are absent, or
+// points that cannot be drawn (a zero latency on a log axis), are left out
+// and reported in warnings (*SkipError). err is non-nil only when the
+// results are closed loop and the throughput chart cannot be drawn, or
+// when no chart at all can be drawn.
 func Render(d *Data) (images []Image, warnings []error, err error) {
 	figs, warnings, err := figures(d)
 	if err != nil {
@@ -117,17 +146,31 @@ func Render(d *Data) (images []Image, warnings []error, err error) {
 // figures builds every chart that can be built.
 func figures(d *Data) ([]*figure, []error, error) {
 	var warnings []error
-	tp, err := throughputFigure(d)
-	if err != nil {
-		return nil, nil, err
+	var figs []*figure
+	closed := []func(*Data) (*figure, []error){latencyFigure, paretoFigure}
+	if len(d.Levels()) > 0 {
+		tp, err := throughputFigure(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		figs = append(figs, tp)
+	} else {
+		closed = nil
+		warnings = append(warnings, &SkipError{ThroughputPNG + ", " + LatencyPNG + ", " + ParetoPNG,
+			"no closed-loop (concurrency=N) results: not drawn"})
 	}
-	figs := []*figure{tp}
-	for _, build := range []func(*Data) (*figure, []error){latencyFigure, paretoFigure} {
+	for _, build := range append(closed, latencyRateFigure, goodputFigure) {
 		f, ws := build(d)
 		warnings = append(warnings, ws...)
 		if f != nil {
 			figs = append(figs, f)
 		}
+	}
+	if d.TraceResults > 0 {
+		warnings = append(warnings, &SkipError{"trace", fmt.Sprintf("%d trace replay (trace=SPEEDx) results not plotted: a replay has no concurrency or rate to put on an axis", d.TraceResults)})
+	}
+	if len(figs) == 0 {
+		return nil, warnings, fmt.Errorf("plots: no chart can be drawn: %w", errors.Join(warnings...))
 	}
 	return figs, warnings, nil
 }
@@ -148,11 +191,24 @@ func newPlot() *plot.Plot {
 		a.Label.TextStyle.Font = sans(11, false)
 		a.Tick.Label.Font = sans(10, false)
 	}
-	p.Legend.TextStyle.Font = sans(10, false)
-	p.Legend.Padding = vg.Points(2)
-	p.Legend.ThumbnailWidth = vg.Points(24)
+	styleLegend(&p.Legend)
 	p.Add(plotter.NewGrid())
 	return p
+}
+
+// styleLegend sets a legend's font and spacing for 16×10 cm.
+func styleLegend(l *plot.Legend) {
+	l.TextStyle.Font = sans(10, false)
+	l.Padding = vg.Points(2)
+	l.ThumbnailWidth = vg.Points(24)
+}
+
+// newSideLegend returns a legend for figure.side.
+func newSideLegend() *plot.Legend {
+	l := plot.NewLegend()
+	styleLegend(&l)
+	l.Top, l.Left = true, true
+	return &l
 }
 
 // header returns the chart's subtitle: the run configuration.
@@ -183,7 +239,8 @@ func orUnknown(s string) string {
 // newFigure fills the parts every chart shares.
 func newFigure(d *Data, name, title string) *figure {
 	f := &figure{name: name, title: title, sub: header(d), plot: newPlot(),
-		lines: map[string][]*plotter.Line{}, bars: map[string]*plotter.YErrorBars{}}
+		lines: map[string][]*plotter.Line{}, named: map[string]*plotter.Line{}, bars: map[string]*plotter.YErrorBars{},
+		marks: map[string][]sloState{}}
 	if d.Config.Simulated {
 		f.banner = SimulatedMark
 	}
@@ -194,6 +251,11 @@ func newFigure(d *Data, name, title string) *figure {
 // that draw CI bars where they exist.
 func samplesNote(d *Data, withCI bool) string {
 	lo, hi := d.SampleRange()
+	return samplesNoteRange(lo, hi, withCI)
+}
+
+// samplesNoteRange is samplesNote for points of lo to hi samples.
+func samplesNoteRange(lo, hi int, withCI bool) string {
 	n := strconv.Itoa(hi)
 	if lo != hi {
 		n = fmt.Sprintf("%d–%d", lo, hi)
@@ -231,8 +293,13 @@ func levelTicks(levels []int) plot.ConstantTicks {
 	return ticks
 }
 
-// kTicks labels a linear axis "5k", "10k", … once values reach a thousand.
+// kTicks labels about five evenly spaced values of a linear axis in 1, 2,
+// 2.5 or 5 steps (gonum's default labels two or three), "5k", "10k", … once
+// values reach a thousand.
 var kTicks = plot.TickerFunc(func(min, max float64) []plot.Tick {
+	if ts := niceTicks(min, max); ts != nil {
+		return ts
+	}
 	ts := plot.DefaultTicks{}.Ticks(min, max)
 	for i := range ts {
 		if ts[i].Label != "" {
@@ -241,6 +308,38 @@ var kTicks = plot.TickerFunc(func(min, max float64) []plot.Tick {
 	}
 	return ts
 })
+
+// niceTicks are the labelled ticks of kTicks, or nil when the range is
+// degenerate (empty, not finite, or too narrow for its magnitude).
+func niceTicks(min, max float64) []plot.Tick {
+	span := max - min
+	if !(span > 0) || math.IsInf(span, 0) {
+		return nil
+	}
+	raw := span / 5
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * p
+	for _, m := range []float64{1, 2, 2.5, 5} {
+		if m*p >= raw {
+			step = m * p
+			break
+		}
+	}
+	first, last := math.Ceil(min/step), math.Floor(max/step)
+	if !(last-first >= 1) || last-first > 20 {
+		return nil
+	}
+	var ts []plot.Tick
+	for k := first; k <= last; k++ {
+		// Through text and back: 3 × 0.1 is 0.30000000000000004.
+		v, _ := strconv.ParseFloat(strconv.FormatFloat(k*step, 'g', 12, 64), 64)
+		ts = append(ts, plot.Tick{Value: v, Label: kLabel(v)})
+		if k+0.5 <= last {
+			ts = append(ts, plot.Tick{Value: (k + 0.5) * step}) // a minor tick
+		}
+	}
+	return ts
+}
 
 // kLabel formats v compactly: 950, 1.5k, 15k, 2M.
 func kLabel(v float64) string {
@@ -588,6 +687,18 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 	if hi-lo > 4 {
 		mantissas, step = []float64{1}, math.Ceil((hi-lo)/8)
 	}
+	ts := logTicksOf(lo, hi, step, mantissas, min, max)
+	if len(ts) < 3 && hi-lo <= 2 { // under a decade or so: finer steps
+		ts = logTicksOf(lo, hi, step, []float64{1, 1.5, 2, 3, 4, 5, 6, 8}, min, max)
+	}
+	if len(ts) < 2 { // a narrow range: fall back to linear ticks
+		return plot.DefaultTicks{}.Ticks(min, max)
+	}
+	return ts
+}
+
+// logTicksOf are the values m·10^e in [min, max] for e from lo to hi.
+func logTicksOf(lo, hi, step float64, mantissas []float64, min, max float64) []plot.Tick {
 	var ts []plot.Tick
 	for e := lo; e <= hi; e += step {
 		for _, m := range mantissas {
@@ -598,98 +709,7 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 			ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
 		}
 	}
-	if len(ts) < 2 { // a narrow range: fall back to linear ticks
-		return plot.DefaultTicks{}.Ticks(min, max)
-	}
 	return ts
-}
-
-// paretoFigure draws system tok/s against per-user tok/s (1e9 / median
-// tpot-p50-ns), one labelled point per level.
-func paretoFigure(d *Data) (*figure, []error) {
-	if !d.HasUnit(UnitTPOTP50) {
-		return nil, []error{&SkipError{ParetoPNG, "no " + UnitTPOTP50 + " values in the input: chart not drawn"}}
-	}
-	var warnings []error
-	f := newFigure(d, ParetoPNG, "System vs per-user throughput")
-	p := f.plot
-	p.X.Label.Text = "per-user output tokens/s (1e9 / median TPOT p50 in ns)"
-	p.Y.Label.Text = "system output tokens/s"
-	p.X.Tick.Marker = kTicks
-	p.Y.Tick.Marker = kTicks
-	p.Legend.Top, p.Legend.Left = true, false
-	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(6), -vg.Points(4)
-	xmax, ymax := 0.0, 0.0
-	type engineLabels struct {
-		engine int
-		lab    plotter.XYLabels
-	}
-	var pending []engineLabels
-	for i, e := range d.Engines {
-		tput := byLevel(d.Series(UnitTokPerSec, e))
-		var line xy
-		var lab plotter.XYLabels
-		for _, pt := range d.Series(UnitTPOTP50, e) {
-			t, ok := tput[pt.Concurrency]
-			if !ok {
-				continue
-			}
-			if pt.Median <= 0 {
-				warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s at concurrency %d: TPOT p50 is 0 (no multi-token response?): point left out", e, pt.Concurrency)})
-				continue
-			}
-			x := 1e9 / pt.Median
-			line.add(x, t.Median, t.Median, t.Median)
-			lab.XYs = append(lab.XYs, plotter.XY{X: x, Y: t.Median})
-			lab.Labels = append(lab.Labels, strconv.Itoa(pt.Concurrency))
-		}
-		if line.Len() == 0 {
-			continue
-		}
-		l, s, err := plotter.NewLinePoints(&line)
-		if err != nil {
-			warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s: %v", e, err)})
-			continue
-		}
-		styleLine(l, s, i)
-		for j := range line.Len() {
-			xmax, ymax = max(xmax, line.x[j]), max(ymax, line.y[j])
-		}
-		p.Add(l, s)
-		p.Legend.Add(e, l, s)
-		f.lines[e] = append(f.lines[e], l)
-		pending = append(pending, engineLabels{i, lab})
-	}
-	if xmax == 0 {
-		return nil, append(warnings, &SkipError{ParetoPNG, "no level has both tok/s and a positive TPOT: chart not drawn"})
-	}
-	// Labels go up-right of their point, or to another corner when that
-	// would collide with a nearby label (low levels crowd together).
-	for _, el := range pending {
-		for k, sl := range splitLabels(el.lab, xmax, ymax) {
-			side := labelSides[k]
-			if len(sl.Labels) == 0 {
-				continue
-			}
-			labels, err := plotter.NewLabels(sl)
-			if err != nil {
-				warnings = append(warnings, &SkipError{ParetoPNG, fmt.Sprintf("%s labels: %v", d.Engines[el.engine], err)})
-				continue
-			}
-			for j := range labels.TextStyle {
-				labels.TextStyle[j].Font = sans(9, false)
-				labels.TextStyle[j].Color = EngineColor(el.engine)
-				labels.TextStyle[j].XAlign = side.xa
-				labels.TextStyle[j].YAlign = side.ya
-			}
-			labels.Offset = side.offset
-			p.Add(labels)
-		}
-	}
-	p.X.Min, p.X.Max = 0, xmax*1.12
-	p.Y.Min, p.Y.Max = 0, ymax*1.12
-	f.footer = append(f.footer, samplesNote(d, false)+" Numbers at points: concurrency. Up and right is better.")
-	return f, warnings
 }
 
 // labelSide is where a point label sits relative to its point.
@@ -780,16 +800,37 @@ func (f *figure) draw(c draw.Canvas) {
 		y -= r.sty.Font.Size * lineGap
 	}
 	inner := draw.Crop(c, vg.Points(margin), -vg.Points(margin+4), footH, -headH)
+	if f.side != nil {
+		r := f.side.Rectangle(inner)
+		w := r.Max.X - r.Min.X + vg.Points(10)
+		f.side.Draw(draw.Crop(inner, inner.Max.X-inner.Min.X-w+vg.Points(10), 0, 0, -vg.Points(16)))
+		inner = draw.Crop(inner, 0, -w, 0, 0)
+	}
 	if f.ylabel != "" {
-		sty := f.plot.Y.Label.TextStyle
-		h := sty.Height(f.ylabel)
-		rot := sty
-		rot.Rotation += math.Pi / 2
-		descent := sty.FontExtents().Descent
-		inner.FillText(rot, vg.Point{X: inner.Min.X + h - descent, Y: inner.Center().Y}, f.ylabel)
-		inner = draw.Crop(inner, h+f.plot.Y.Label.Padding, 0, 0, 0)
+		// Also the shared y label of side-by-side panels: the first
+		// panel's own label would sit inside its tile.
+		f.drawYLabel(&inner)
+	}
+	if len(f.panels) > 0 {
+		all := append([]*plot.Plot{f.plot}, f.panels...)
+		tiles := draw.Tiles{Rows: 1, Cols: len(all), PadX: vg.Points(10)}
+		for i, p := range all {
+			p.Draw(tiles.At(inner, i, 0))
+		}
+		return
 	}
 	f.plot.Draw(inner)
+}
+
+// drawYLabel draws f.ylabel rotated at the left of c and narrows c by it.
+func (f *figure) drawYLabel(c *draw.Canvas) {
+	sty := f.plot.Y.Label.TextStyle
+	h := sty.Height(f.ylabel)
+	rot := sty
+	rot.Rotation += math.Pi / 2
+	descent := sty.FontExtents().Descent
+	c.FillText(rot, vg.Point{X: c.Min.X + h - descent, Y: c.Center().Y}, f.ylabel)
+	*c = draw.Crop(*c, h+f.plot.Y.Label.Padding+vg.Points(3), 0, 0, 0) // clear of the tick labels
 }
 
 // render rasterises the figure to PNG.
@@ -801,7 +842,11 @@ func (f *figure) render() (png []byte, err error) {
 			png, err = nil, fmt.Errorf("drawing failed: %v", r)
 		}
 	}()
-	img := vgimg.NewWith(vgimg.UseWH(chartWidth, chartHeight), vgimg.UseDPI(chartDPI))
+	w := chartWidth
+	if f.width > 0 {
+		w = f.width
+	}
+	img := vgimg.NewWith(vgimg.UseWH(w, chartHeight), vgimg.UseDPI(chartDPI))
 	f.draw(draw.New(img))
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {

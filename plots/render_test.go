@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,10 +40,26 @@ func figureByName(t *testing.T, d *Data) (map[string]*figure, []error) {
 	return m, warnings
 }
 
+// closedOnlySkips are the warnings of closed-loop results without -slo, -rate
+// or a summary.json: the charts they cannot have.
+var closedOnlySkips = []string{
+	"pareto.png: no TPOT p90: the result lines carry none and no summary.json was given: the 1000/TPOT p90 curve is left out",
+	"latency-rate.png: no open-loop (rate=R) results: chart not drawn (run with -rate=R1,R2,…)",
+	"goodput.png: no goodput-req/s values: chart not drawn (run with -slo=…)",
+}
+
+func errorStrings(errs []error) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
 func TestFiguresLinesPerEngine(t *testing.T) {
 	d := loadT(t, twoFiles...)
 	figs, warnings := figureByName(t, d)
-	assert.Empty(t, warnings)
+	assert.Equal(t, closedOnlySkips, errorStrings(warnings))
 	tests := []struct {
 		chart         string
 		linesPerEng   int
@@ -50,7 +67,7 @@ func TestFiguresLinesPerEngine(t *testing.T) {
 	}{
 		{ThroughputPNG, 1, 7}, // One tok/s line per engine, a point per level.
 		{LatencyPNG, 3, 7},    // TTFT p50, TTFT p99 and ITL p50 per engine.
-		{ParetoPNG, 1, 7},     // One frontier per engine.
+		{ParetoPNG, 1, 13},    // One p50 step per engine: 7 frontier points, 6 steps between.
 	}
 	for _, tt := range tests {
 		t.Run(tt.chart, func(t *testing.T) {
@@ -79,8 +96,13 @@ func TestFiguresLinesPerEngine(t *testing.T) {
 	require.NotNil(t, bars)
 	assert.Equal(t, p.Median-p.Lo, bars.YErrors[6].Low)
 	assert.Equal(t, p.Hi-p.Median, bars.YErrors[6].High)
-	// The pareto x is per-user tok/s: 1e9 / median TPOT.
-	px, py := figs[ParetoPNG].lines["vllm"][0].XYs.XY(0)
+	// The pareto x is per-user tok/s: 1e9 / median TPOT; the steps start
+	// at the slowest per user (the highest level) and end at level 1.
+	step := figs[ParetoPNG].lines["vllm"][0].XYs
+	px, py := step.XY(0)
+	assert.InEpsilon(t, 1e9/d.Series(UnitTPOTP50, "vllm")[6].Median, px, 1e-12)
+	assert.Equal(t, d.Series(UnitTokPerSec, "vllm")[6].Median, py)
+	px, py = step.XY(12)
 	assert.InEpsilon(t, 1e9/d.Series(UnitTPOTP50, "vllm")[0].Median, px, 1e-12)
 	assert.Equal(t, d.Series(UnitTokPerSec, "vllm")[0].Median, py)
 }
@@ -97,7 +119,7 @@ func TestFiguresText(t *testing.T) {
 	assert.Equal(t, "output tokens/s (steady state)", tp.plot.Y.Label.Text)
 	assert.Equal(t, 0.0, tp.plot.Y.Min)
 	assert.Equal(t, "latency (ms, log scale)", figs[LatencyPNG].ylabel)
-	assert.Equal(t, "per-user output tokens/s (1e9 / median TPOT p50 in ns)", figs[ParetoPNG].plot.X.Label.Text)
+	assert.Equal(t, "tok/s per user = 1000 / TPOT (ms)", figs[ParetoPNG].plot.X.Label.Text)
 
 	sims, _ := figureByName(t, loadT(t, simFiles...))
 	for name, f := range sims {
@@ -145,7 +167,7 @@ func TestRenderImages(t *testing.T) {
 	for _, set := range [][]string{twoFiles, simFiles} {
 		images, warnings, err := Render(loadT(t, set...))
 		require.NoError(t, err)
-		assert.Empty(t, warnings)
+		assert.Equal(t, closedOnlySkips, errorStrings(warnings))
 		require.Len(t, images, 3)
 		for _, im := range images {
 			img, err := png.Decode(bytes.NewReader(im.PNG))
@@ -163,6 +185,33 @@ func TestRenderImages(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRenderOpenLoopAndSLO: a -slo run with closed levels, open rates and
+// its summary.json renders all five charts, none blank, every engine's
+// colour on each.
+func TestRenderOpenLoopAndSLO(t *testing.T) {
+	t.Parallel() // rendering is the slow part of this package's tests
+	slo := loadT(t, sloFiles...)
+	d := loadT(t, append(append([]string(nil), sloFiles...), sloSummary(t, slo))...)
+	images, _, err := Render(d)
+	require.NoError(t, err)
+	var names []string
+	for _, im := range images {
+		names = append(names, im.Name)
+		img, err := png.Decode(bytes.NewReader(im.PNG))
+		require.NoError(t, err, im.Name)
+		b := img.Bounds()
+		assert.GreaterOrEqual(t, b.Dx(), 1200, "%s: the charts with a legend column are wider", im.Name)
+		colours, ink := pixelStats(img)
+		assert.Greater(t, ink, b.Dx()*b.Dy()/50, "%s: almost no non-white pixels", im.Name)
+		for i := range 2 {
+			assert.Greater(t, colours[EngineColor(i)], 300, "%s: engine %d colour", im.Name, i)
+		}
+		_, hasTitle := Titles[im.Name]
+		assert.True(t, hasTitle, "%s has a title for report pages", im.Name)
+	}
+	assert.Equal(t, []string{ThroughputPNG, LatencyPNG, ParetoPNG, LatencyRatePNG, GoodputPNG}, names)
 }
 
 // pixelStats counts pixels per colour and the non-white pixels.
@@ -210,8 +259,15 @@ func TestRenderSkips(t *testing.T) {
 			"extreme values",
 			"BenchmarkServe/concurrency=1-2\t1\t1e308 tok/s\t1e300 tpot-p50-ns\t1e-300 ttft-p50-ns\n" +
 				"BenchmarkServe/concurrency=9223372036854775807-2\t1\t1e-300 tok/s\t1e-300 tpot-p50-ns\t1e308 ttft-p50-ns\n",
+			[]string{ThroughputPNG, LatencyPNG, ParetoPNG},
+			[]string{"pareto.png: e at concurrency 9223372036854775807: TPOT p50 of 1e-300 ns gives no finite per-user rate: p50 point left out"},
+		},
+		// Every TPOT zero: the Pareto chart has nothing to draw and says so.
+		{
+			"no positive TPOT",
+			"BenchmarkServe/concurrency=1-2\t1\t10 tok/s\t0 tpot-p50-ns\t5e7 ttft-p50-ns\n",
 			[]string{ThroughputPNG, LatencyPNG},
-			[]string{"pareto.png: e: plotter: infinite data point", "pareto.png: no level has both"},
+			[]string{"pareto.png: no level has both tok/s and a positive TPOT"},
 		},
 	}
 	for _, tt := range tests {
@@ -239,7 +295,10 @@ func TestGenerate(t *testing.T) {
 	t.Parallel() // rendering is the slow part of this package's tests
 	out := filepath.Join(t.TempDir(), "new", "dir")
 	written, err := Generate(twoFiles, out)
-	require.NoError(t, err)
+	// The charts closed-loop results without -slo cannot have are warnings.
+	var skip *SkipError
+	require.ErrorAs(t, err, &skip)
+	assert.Equal(t, strings.Join(closedOnlySkips, "\n"), err.Error())
 	assert.Equal(t, []string{filepath.Join(out, ThroughputPNG), filepath.Join(out, LatencyPNG), filepath.Join(out, ParetoPNG)}, written)
 	entries, err := os.ReadDir(out)
 	require.NoError(t, err)

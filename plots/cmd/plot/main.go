@@ -1,5 +1,6 @@
 // Command plot draws inferbench's charts (throughput.png, latency.png,
-// pareto.png) from benchmark result files.
+// pareto.png, latency-rate.png, goodput.png: see package plots) from
+// benchmark result files.
 //
 // Usage:
 //
@@ -7,8 +8,9 @@
 //
 // Each PATH is a file, a label=file pair (the label names the engine), or a
 // directory, whose *.txt files are all read, with its summary.json when it has
-// one (the latency chart then draws pooled percentiles; go generate does not expand
-// globs, so the command does). Charts are written into DIR (default ".").
+// one (the latency chart then draws pooled percentiles and the Pareto chart
+// its pooled TPOT p90; go generate does not expand globs, so the command
+// does). Charts are written into DIR (default ".").
 // Warnings about charts left out go to stderr; the exit status is non-zero
 // only when nothing could be drawn.
 package main
@@ -37,7 +39,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("plot", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("out", ".", "directory to write throughput.png, latency.png and pareto.png into")
+	out := fs.String("out", ".", "directory to write the charts (throughput.png, latency.png, pareto.png, latency-rate.png, goodput.png) into")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: plot [-out DIR] FILE|LABEL=FILE|DIR...")
 		fs.PrintDefaults()

@@ -26,6 +26,8 @@ func TestRun(t *testing.T) {
 		{"labels", []string{"a=../../testdata/two/vllm.txt", "b=../../testdata/two/friendli.txt"}, "", 3, "pareto.png", ""},
 		// A multi-engine go test output file.
 		{"multi-engine file", []string{"../../testdata/two/all.out"}, "", 3, "latency.png", ""},
+		// A -slo run with open-loop rates: all five charts.
+		{"open loop and slo", []string{"../../testdata/slo"}, "", 5, "latency-rate.png", "warning: pareto.png: no TPOT p90"},
 		// Charts that cannot be drawn are warnings on stderr, not failures.
 		{"partial", []string{"../../testdata/bad/partial-latency.txt"}, "", 3, "wrote", "warning: latency.png: no ttft-p99-ns"},
 		// No arguments: usage and an error.
