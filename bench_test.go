@@ -52,7 +52,7 @@ var (
 	flagHTTP2 = flag.Bool("http2", false,
 		"speak HTTP/2 to the engines (h2 over TLS, h2c by prior knowledge over cleartext; no fallback to HTTP/1.1)")
 	flagPlot = flag.Bool("plot", true,
-		"draw throughput.png, latency.png and pareto.png into -out after the run")
+		"draw the charts (throughput, latency, pareto; latency-rate and goodput for -rate and -slo runs) into -out after the run")
 	flagProgress = flag.Bool("progress", true,
 		"show progress on the terminal (/dev/tty; never on stdout, nothing without a terminal)")
 	flagFrom = flag.String("from", "",

@@ -103,7 +103,9 @@ func ratioString(r float64) string {
 func (f *File) WriteTable(w io.Writer) error {
 	rows := f.Rows()
 	if len(rows) == 0 {
-		_, err := io.WriteString(w, "# summary: no sample finished\n")
+		// The table pools closed-loop levels; open-loop (rate=R), trace and
+		// capacity samples are on their result lines only.
+		_, err := io.WriteString(w, "# summary: no closed-loop (concurrency=N) sample finished; open-loop, trace and capacity samples are on their result lines\n")
 		return err
 	}
 	vs := ""

@@ -253,7 +253,9 @@ func (s *Suite) conclude(w io.Writer, plot bool) error {
 	}
 	fmt.Fprintf(w, "# wrote %s\n", sumPath)
 	var images []report.Image
-	if plot && s.swept.Load() > 0 { // the plots draw closed-loop levels
+	// The plots draw closed-loop levels and open-loop rates; a run of trace
+	// replays alone gets a "# plots:" line saying there is nothing to draw.
+	if plot && s.done.Load() > 0 {
 		written, perr := plots.Generate(append(append([]string(nil), s.txtFiles...), sumPath), s.dir.Path())
 		for _, f := range written {
 			fmt.Fprintf(w, "# wrote %s\n", f)
@@ -261,7 +263,7 @@ func (s *Suite) conclude(w io.Writer, plot bool) error {
 			if err != nil {
 				return err
 			}
-			images = append(images, report.Image{Name: filepath.Base(f), Title: chartTitles[filepath.Base(f)], PNG: b})
+			images = append(images, report.Image{Name: filepath.Base(f), Title: plots.Titles[filepath.Base(f)], PNG: b})
 		}
 		if perr != nil {
 			fmt.Fprintf(w, "# plots: %v\n", oneLine(perr.Error()))
@@ -273,12 +275,6 @@ func (s *Suite) conclude(w io.Writer, plot bool) error {
 	}
 	fmt.Fprintf(w, "# wrote %s\n", htmlPath)
 	return sum.WriteTable(w)
-}
-
-var chartTitles = map[string]string{
-	plots.ThroughputPNG: "Output throughput vs concurrency",
-	plots.LatencyPNG:    "Latency vs concurrency (pooled percentiles with 95 % CIs)",
-	plots.ParetoPNG:     "System vs per-user throughput",
 }
 
 // urlInArg finds URLs inside a command-line argument (-engines=a=URL,b=URL).

@@ -15,6 +15,7 @@ import (
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/report"
+	"github.com/inferbench/inferbench/plots"
 )
 
 func TestTailMetrics(t *testing.T) {
@@ -134,4 +135,25 @@ func TestConcludeWritesSummaryAndReport(t *testing.T) {
 	html, err := os.ReadFile(filepath.Join(opt.Out, ReportHTML))
 	require.NoError(t, err)
 	assert.Contains(t, string(html), "sim-friendli-like")
+}
+
+// TestConcludeDrawsOpenLoopCharts: a run of open-loop samples only ends
+// with its charts (latency vs rate) in the report. The plots used to be
+// drawn only when a closed-loop level had run, so -rate alone drew none.
+func TestConcludeDrawsOpenLoopCharts(t *testing.T) {
+	opt := testOptions(t, "fake:friendli-like")
+	opt.Concurrency, opt.Rate = "", "20"
+	s, err := New(t.Context(), opt)
+	require.NoError(t, err)
+	defer s.Close()
+	res := runRate(s, s.Engines()[0], 20, 8)
+	require.NoError(t, res.err())
+	var out bytes.Buffer
+	require.NoError(t, s.Conclude(&out, true))
+	assert.Contains(t, out.String(), "# wrote "+filepath.Join(opt.Out, plots.LatencyRatePNG))
+	assert.FileExists(t, filepath.Join(opt.Out, plots.LatencyRatePNG))
+	assert.NoFileExists(t, filepath.Join(opt.Out, plots.ThroughputPNG), "no closed-loop level ran")
+	html, err := os.ReadFile(filepath.Join(opt.Out, ReportHTML))
+	require.NoError(t, err)
+	assert.Contains(t, string(html), plots.Titles[plots.LatencyRatePNG], "the chart has its title on the page")
 }

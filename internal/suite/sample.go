@@ -359,7 +359,6 @@ func (sm *Sample) Finish() Result {
 	}
 	s.done.Add(1)
 	if sm.open == nil {
-		s.swept.Add(1)
 		// summary.json pools closed-loop levels; open-loop samples are
 		// on their result lines and in the records (rate).
 		s.recordSample(e, c, sm.n, out)

@@ -158,7 +158,6 @@ type Suite struct {
 	txtFiles []string
 	samples  sampleCounter
 	done     atomic.Int64 // samples finished
-	swept    atomic.Int64 // closed-loop (concurrency=N) samples finished: the plots' points
 	self     selfCost     // the client's own cost (selfcost.go)
 	closers  []func()
 	trace    *trace.Trace // -trace; nil without
