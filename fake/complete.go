@@ -276,6 +276,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, p 
 					s.logf("request %d: injected error event after %d tokens", p.index, emitted)
 					src.Cancel()
 					return
+				case "abort":
+					// ollama's token-repeat limit: the stream just ends, a
+					// clean end of the body with no finish_reason, no
+					// usage, no [DONE] and no error, and the connection
+					// stays open for the next request.
+					emit()
+					s.logf("request %d: injected abort after %d tokens", p.index, emitted)
+					src.Cancel()
+					return
 				case "malformed":
 					if !malformed {
 						s.logf("request %d: injected malformed event after %d tokens", p.index, emitted)

@@ -89,6 +89,11 @@
 //
 // and then the body ends cleanly with no finish_reason, no usage and no
 // [DONE]; without a stream it is HTTP 500 with that object as the body.
+// "abort" is ollama's token-repeat limit (llm/server.go: more than 30
+// identical tokens in a row end the prediction): after about half of the
+// output tokens the stream's body just ends, cleanly, with no
+// finish_reason, no usage, no [DONE] and no error, on a connection that
+// stays open; a request without a stream is answered normally.
 // ErrorRate 1 with a single kind injects it into every request.
 //
 // # Connections
@@ -169,7 +174,7 @@ type Options struct {
 	// (see the package doc). Default: 0.
 	ErrorRate float64
 	// ErrorKinds are the failures to inject, from "429", "500", "cut",
-	// "hang", "malformed" and "error-event". Required when ErrorRate > 0.
+	// "hang", "malformed", "error-event" and "abort". Required when ErrorRate > 0.
 	// ErrorRate 1 with one kind injects that failure into every request.
 	ErrorKinds []string
 	// NaturalStop simulates the model's EOS: a request without ignore_eos
@@ -203,7 +208,7 @@ type Options struct {
 }
 
 // errorKinds are the valid Options.ErrorKinds.
-var errorKinds = []string{"429", "500", "cut", "hang", "malformed", "error-event"}
+var errorKinds = []string{"429", "500", "cut", "hang", "malformed", "error-event", "abort"}
 
 // Server is the simulated engine's HTTP front end. Create it with NewServer
 // and release it with Close.

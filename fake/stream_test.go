@@ -410,6 +410,8 @@ func TestFailureInjection(t *testing.T) {
 		{"malformed", "malformed"},
 		// error-event: an error object in the 200 stream, then no [DONE].
 		{"error-event", "no-done"},
+		// abort: ollama's token-repeat limit, the body just ends (no error either).
+		{"abort", "no-done"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

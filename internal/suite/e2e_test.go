@@ -311,3 +311,57 @@ func TestNoPrefixCacheHitsAcrossSamples(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanEndWithoutFinishIsAFailure: ollama ends a stream whose token
+// repeats more than 30 times by just ending the body (no finish_reason,
+// usage, [DONE] or error) on a connection it keeps open; the simulator's
+// "abort" kind does the same to every other request. Each such request is
+// a stream-cut failure with the output it got, nothing is sent again, and
+// the next request reuses the connection.
+func TestCleanEndWithoutFinishIsAFailure(t *testing.T) {
+	r := faketest.Start(t, "friendli-like", fake.Options{ErrorRate: 0.5, ErrorKinds: []string{"abort"}, Seed: 2})
+	o := testOptions(t, "ollama-like="+r.URL())
+	o.MaxErrorRate = 1
+	s, err := New(context.Background(), o)
+	require.NoError(t, err)
+	defer s.Close()
+	lv := runLevel(s, s.engines[0], 1, 20)
+	require.NoError(t, lv.err())
+
+	recs := readRecords(t, s.jsonlPath("ollama-like"))
+	var failed, reusedAfter int
+	for i, rec := range recs {
+		assert.False(t, rec.Retried, "seq %d: a clean end is not a dead connection", rec.Seq)
+		if rec.Error == record.OK {
+			assert.Equal(t, o.OutputTokens, rec.OutputTokens, "seq %d", rec.Seq)
+			continue
+		}
+		require.Equal(t, record.StreamCut, rec.Error, "seq %d: %s", rec.Seq, rec.Message)
+		failed++
+		assert.Contains(t, rec.Message, "ended before [DONE] or a finish_reason")
+		assert.Equal(t, o.OutputTokens/2, len(rec.Chunks), "seq %d: the chunks before the end are kept", rec.Seq)
+		if i+1 < len(recs) && recs[i+1].ConnReused {
+			reusedAfter++
+		}
+	}
+	require.Positive(t, failed, "the engine aborted some requests")
+	assert.Equal(t, failed, reusedAfter+boolInt(recs[len(recs)-1].Failed()), "the request after each abort reused the connection")
+	assert.Equal(t, lv.Summary.Errors[record.StreamCut], countMeasured(recs, record.StreamCut), "every measured abort is counted")
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func countMeasured(recs []record.Record, kind record.ErrorKind) int {
+	n := 0
+	for _, r := range recs {
+		if r.Phase == record.Measured && r.Error == kind {
+			n++
+		}
+	}
+	return n
+}

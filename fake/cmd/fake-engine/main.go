@@ -12,7 +12,7 @@
 // sim.Config.ApplyPrototype, and the step-model flags (--step-base-ms, …)
 // override single constants after that. --prefill-ms 0 --per-token-ms 0 is
 // the firehose: every answer as fast as the server can write it. Failure
-// injection: --error-rate 0.1 --error-kinds 429,500,cut,hang,malformed,error-event
+// injection: --error-rate 0.1 --error-kinds 429,500,cut,hang,malformed,error-event,abort
 // --seed 1 (--error-rate 1 with one kind fails every request that way).
 // Real engines' quirks are opt-in: --natural-stop (a simulated EOS,
 // counted in completion_tokens like llama-server), --role-in-every-delta
@@ -80,7 +80,7 @@ func newFlagSet(stderr io.Writer, st *settings, cfg *sim.Config) *flag.FlagSet {
 	fs.IntVar(&st.opts.TokensPerChunk, "tokens-per-chunk", 1, "tokens per SSE chunk (like speculative decoding)")
 	fs.Int64Var(&st.opts.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body; larger gets 413")
 	fs.Float64Var(&st.opts.ErrorRate, "error-rate", 0, "fraction of requests that fail on purpose, in [0, 1]")
-	fs.StringVar(&st.errorKinds, "error-kinds", "", "comma-separated failures to inject: 429,500,cut,hang,malformed,error-event (an error object inside the 200 stream, like llama-server)")
+	fs.StringVar(&st.errorKinds, "error-kinds", "", "comma-separated failures to inject: 429,500,cut,hang,malformed,error-event (an error object inside the 200 stream, like llama-server),abort (the stream just ends, like ollama's token-repeat limit)")
 	fs.BoolVar(&st.opts.CloseAfterStream, "close-after-stream", false, "llama-server's keep-alive bug: advertise \"Connection: keep-alive\" but close the connection after every streamed response (a reusing client's next request fails)")
 	fs.BoolVar(&st.opts.RoleInEveryDelta, "role-in-every-delta", false, "ollama's stream shape: no role chunk, \"role\":\"assistant\" in every delta and in the finish chunk")
 	fs.DurationVar(&st.grace, "shutdown-timeout", 5*time.Second, "how long shutdown waits for handlers")
