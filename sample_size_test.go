@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/internal/report"
+	"github.com/inferbench/inferbench/internal/suite"
 )
 
 // TestDefaultSampleSize runs the suite as a new user does, without
@@ -65,6 +66,57 @@ func TestDefaultSampleSize(t *testing.T) {
 			assert.Regexp(t, `(?m)^# summary: 1 sample per level`, string(stdout))
 			assert.Regexp(t, `(?m)^#\s+16\s+sim-vllm-like\s+\d+`, string(stdout), "the summary table's row")
 			assert.FileExists(t, filepath.Join(out, "report.html"))
+		})
+	}
+}
+
+// TestOpenLoopDefaultSampleSize: without -benchtime an open-loop sample
+// takes at least suite.OpenMinArrivals arrivals of its schedule; before,
+// b.Loop's default 1s gave rate=16 one arrival (the sample's first wait
+// for a slot and its warm-up take the second), and the line said
+// achieved-req/s 0. A sample of one arrival (-benchtime=1x) has no rate:
+// the line leaves both rates off and the log says why.
+func TestOpenLoopDefaultSampleSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the suite in a child process")
+	}
+	tests := []struct {
+		name      string
+		benchtime []string
+		iters     int  // at least (default) or exactly (-benchtime)
+		rates     bool // achieved-req/s and scheduled-req/s on the line
+	}{
+		// No -benchtime: at least 36 arrivals, and rates.
+		{"default", nil, suite.OpenMinArrivals, true},
+		// One arrival: no rate, never a 0.
+		{"one arrival", []string{"-test.benchtime=1x"}, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-engines=fake:friendli-like", "-rate=64", "-output-tokens=16",
+				"-input-tokens=16", "-progress=false", "-plot=false", "-out=" + t.TempDir()}, tt.benchtime...)
+			stdout, err := helperProcess(context.Background(), t, nil, args...).Output()
+			require.NoError(t, err, "%s", stdout)
+			lines := benchLines(t, stdout, "stdout")
+			require.Len(t, lines, 1, "%s", stdout)
+			if tt.benchtime == nil {
+				assert.GreaterOrEqual(t, lines[0].Iters, tt.iters)
+			} else {
+				assert.Equal(t, tt.iters, lines[0].Iters)
+			}
+			var achieved float64
+			var has bool
+			for _, v := range lines[0].Values {
+				if v.Unit == "achieved-req/s" {
+					achieved, has = v.Value, true
+				}
+			}
+			assert.Equal(t, tt.rates, has, "achieved-req/s on the line")
+			if tt.rates {
+				assert.InEpsilon(t, 64, achieved, 0.5, "the achieved rate of 36 Poisson arrivals at 64/s")
+			} else {
+				assert.Contains(t, string(stdout), "a rate needs two")
+			}
 		})
 	}
 }

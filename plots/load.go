@@ -508,7 +508,9 @@ func isLatencyUnit(unit string) bool { return strings.HasSuffix(unit, "-ns") }
 // a different kind of result.
 func isOptionalUnit(unit string) bool {
 	return isLatencyUnit(unit) || strings.HasPrefix(unit, "client-") ||
-		unit == "cached-prompt-frac" || strings.HasSuffix(unit, "-vs-model")
+		unit == "cached-prompt-frac" || strings.HasSuffix(unit, "-vs-model") ||
+		// An open-loop sample of fewer than two arrivals has no rate.
+		unit == UnitAchieved || unit == UnitScheduled
 }
 
 // unitDiff describes how got differs from want.

@@ -279,12 +279,18 @@ func (sm *Sample) openMetrics(res load.Result, sum metrics.Summary) ([]Metric, [
 		return float64(n-1) / span.Seconds()
 	}
 	lag := metrics.NewDist(lags)
-	ms := []Metric{
-		{rate(lastSent - firstSent), "achieved-req/s"},
-		{rate(lastInt - firstInt), "scheduled-req/s"},
-		{float64(lag.P50), "lag-p50-ns"},
-		{ratio(float64(late), float64(n)), "late/op"},
+	var ms []Metric
+	var logs []string
+	if n >= 2 {
+		ms = append(ms, Metric{rate(lastSent - firstSent), "achieved-req/s"}, Metric{rate(lastInt - firstInt), "scheduled-req/s"})
+	} else {
+		// A rate needs two sends; a 0 would read as "nothing was sent".
+		logs = append(logs, fmt.Sprintf("no achieved-req/s or scheduled-req/s: %d measured arrival(s), a rate needs two (-benchtime=Nx with N ≥ 2)", n))
 	}
+	ms = append(ms,
+		Metric{float64(lag.P50), "lag-p50-ns"},
+		Metric{ratio(float64(late), float64(n)), "late/op"},
+	)
 	// Tails only where the sample supports them, by the result line's rule
 	// (tailMetrics); the *-vs-model ratios below compare the measurement
 	// with the model run on the very same arrivals, a check of the
@@ -298,7 +304,6 @@ func (sm *Sample) openMetrics(res load.Result, sum metrics.Summary) ([]Metric, [
 		ms = append(ms, Metric{float64(d.P50), "queued-e2e-p50-ns"})
 		ms = append(ms, tailMetrics(d, "queued-e2e")...)
 	}
-	var logs []string
 	if late > 0 {
 		logs = append(logs, fmt.Sprintf("%d of %d arrivals were sent more than %v after their scheduled instant (lag p99 %v): the client or -max-concurrency=%d held them; latency from the intended send counts the wait",
 			late, n, lateThreshold, lag.P99, o.cap))

@@ -73,6 +73,12 @@ func (s *Suite) MinMeasured(c int) int {
 	return c
 }
 
+// OpenMinArrivals is the fewest measured arrivals of an open-loop sample
+// without -benchtime: the smallest sample whose p90 has an equal-tailed
+// 95 % order-statistic interval (the tail rule of the result lines), so
+// every open-loop line carries a tail of its latencies.
+const OpenMinArrivals = 36
+
 // TopUp dispatches measured requests until the sample has MinMeasured of
 // its level: after b.Loop, whose -benchtime default (1s) alone gives a
 // level like 256 a single measured request. It fails only when the sample
@@ -90,8 +96,15 @@ func (sm *Sample) TopUp() error {
 		}
 	}
 	if sm.open != nil {
-		// An open loop has no slots to fill: its sample is its arrivals
-		// (-benchtime), whatever the cap on requests in flight.
+		// An open loop has no slots to fill: its sample is its arrivals.
+		// b.Loop's default 1s gave rate=16 a single arrival, whose line
+		// said achieved-req/s 0; without -benchtime a sample takes at
+		// least OpenMinArrivals of the schedule.
+		for sm.s.opt.Benchtime == "" && sm.dispatched < OpenMinArrivals {
+			if err := sm.Dispatch(); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	for sm.dispatched < sm.s.MinMeasured(sm.c) {
@@ -109,7 +122,7 @@ func (s *Suite) sampleRule() string {
 			steadyRounds, steadyBlocks)
 	}
 	if s.opt.Benchtime == "" {
-		return "sample size: every sample measures at least C requests (one per slot at concurrency C) and for at least -benchtime's default 1s; -benchtime=Nx or =30s sets it exactly."
+		return fmt.Sprintf("sample size: every sample measures at least C requests (one per slot at concurrency C), an open-loop one at least %d arrivals, and for at least -benchtime's default 1s; -benchtime=Nx or =30s sets it exactly.", OpenMinArrivals)
 	}
 	rule := "sample size: -benchtime=" + s.opt.Benchtime + " as given."
 	if n, ok := strings.CutSuffix(s.opt.Benchtime, "x"); ok {
