@@ -243,7 +243,7 @@ func TestLoadBadInput(t *testing.T) {
 		// Infinity parses but is no rate.
 		{"infinite rate", []string{writeFile(t, "e.txt", "BenchmarkServe/rate=Inf-2\t1\t5 tok/s\n")}, []string{`rate "Inf"`}},
 		// Open-loop lines must agree with each other on their units.
-		{"open-loop units differ", []string{writeFile(t, "e.txt", openLine("2", 2, 30, 31)+"BenchmarkServe/rate=4-2\t1\t1000 ns/op\t0 errors/op\t5 tok/s\n")}, []string{"e.txt:2:", "units differ from", "e.txt:1", "missing achieved-req/s"}},
+		{"open-loop units differ", []string{writeFile(t, "e.txt", openLine("2", 2, 30, 31)+"BenchmarkServe/rate=4-2\t1\t1000 ns/op\t0 errors/op\t5 tok/s\n")}, []string{"e.txt:2:", "units differ from", "e.txt:1", "missing late/op"}},
 		// Results of different SLOs cannot share the SLO marks.
 		{"slo differs", []string{writeFile(t, "a.txt", "slo: ttft-p99=1s\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n"), writeFile(t, "b.txt", "slo: ttft-p99=2s\nBenchmarkServe/concurrency=1-2\t1\t5 tok/s\n")}, []string{"b.txt:2:", `slo is "ttft-p99=2s" but "ttft-p99=1s"`}},
 		// Only trace replays: nothing any chart draws.

@@ -185,6 +185,11 @@ func TestEngineSubmitErrors(t *testing.T) {
 	cfg := fastConfig()
 	cfg.MaxNumSeqs, cfg.MaxBatchedTokens, cfg.MaxWaiting = 1, 8, 1
 	cfg.KVCapacityTokens = 1024
+	// Steps of a second: the running request must still run when the
+	// second waiter comes. With 1 ms steps its 1000 tokens took about a
+	// second, and once a CI run sharing the cores with a 1,024-stream
+	// benchmark starved this goroutine that long, the waiter was let in.
+	cfg.StepBase = time.Second
 	e, err := NewEngine(cfg)
 	require.NoError(t, err)
 	defer e.Close()
