@@ -15,7 +15,10 @@
 //	INFERBENCH_OLLAMA_URL=http://127.0.0.1:11434 INFERBENCH_OLLAMA_MODEL=tiny \
 //	  go test -tags realengine -count=1 -v ./internal/realengine/
 //
-// Environment: INFERBENCH_OLLAMA_URL (required: the server's base URL),
+// Environment: INFERBENCH_OLLAMA_URL (required: the server's base URL; 4
+// slots in .ci/real-engine), INFERBENCH_OLLAMA_WIDE_URL (a second server of
+// the same model with OLLAMA_NUM_PARALLEL=8 for the side-by-side Python
+// cross-check; INFERBENCH_OLLAMA_URL when unset, with a note),
 // INFERBENCH_OLLAMA_MODEL (required), REALENGINE_OUT (where the suite's
 // result files go; a temporary folder when unset).
 //
