@@ -49,9 +49,8 @@ RECORD = False  # --records: keep every content payload's wall-clock arrival
 def one_request(url, model, prompt, max_tokens, temperature=None):
     u = urllib.parse.urlsplit(url)
     # One kept-alive connection per thread, as vLLM's aiohttp session keeps
-    # a pool: a new connection per request resubmitted a few milliseconds
-    # late, and beside the suite on a queueing engine that cost this
-    # client up to 7.6 % of the tokens.
+    # a pool (and as inferbench does): a connect per request is not part of
+    # what either client measures.
     conn = getattr(LOCAL, "conn", None)
     if conn is None:
         conn = LOCAL.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
