@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferbench/inferbench/engines/internal/pacedserver"
 	"github.com/inferbench/inferbench/internal/cpu"
 	"github.com/inferbench/inferbench/internal/record"
 )
@@ -23,52 +25,120 @@ const pacedTokens = 256
 
 // BenchmarkPaced pins the client's realistic cost: a server in another
 // process (engines/internal/pacedserver) writes one token per write per
-// stream, every stream every millisecond, and the client's own CPU time
+// stream, every stream once per interval, and the client's own CPU time
 // (getrusage, user+system) is divided by the tokens it received. In the
-// same sub-benchmark the vLLM-style Python client (testdata/
-// vllm_style_client.py, stdlib threads + http.client) streams from the
-// same server, its CPU measured from its rusage by the difference between
-// runs of C and 3·C requests (start-up cancels out), its tokens counted by
-// the server.
+// same sub-benchmark two Python clients stream from the same server, each
+// one's CPU measured from its rusage by the difference between runs of C
+// and 3·C requests (start-up cancels out), its tokens counted by the
+// server: vLLM's own benchmark client (testdata/vllm_request_func.py:
+// async_request_openai_chat_completions under asyncio and aiohttp, as
+// vllm bench serve drives it) and the stdlib vLLM-style client
+// (../testdata/vllm_style_client.py: threads and http.client).
+//
+// The interval of each case is one this 2-core host can keep with the
+// client beside it: every stream every 1 ms at 64 streams, every 10 ms at
+// 1,024 (the server then writes 102k tokens a second; every 1 ms would be
+// a million writes a second, which two cores cannot do while running the
+// client, and a lag measured against a server that fell behind its own
+// pace says nothing). target-tok/s is the pace asked for, tok/s what the
+// client received, step-ns the server's mean step period (the interval
+// when it kept the pace) and late-frac its steps that began more than an
+// interval late. PACED_CASES=streams:interval,... (e.g. 1024:5ms) runs
+// other cases.
 //
 // Metrics: cpu-ns/tok, user-ns/tok, sys-ns/tok and tok/s of inferbench's
-// client; py-cpu-ns/tok and py-tok/s of the Python client; cpu-ratio =
-// inferbench ÷ Python (the goal is ≤ 0.25); lag-p50-ns and lag-p99-ns,
+// client; vllm-cpu-ns/tok and vllm-tok/s of vLLM's client, vllm-cpu-ratio
+// = inferbench ÷ vLLM (the goal is ≤ 0.25); py-cpu-ns/tok, py-tok/s and
+// cpu-ratio the same for the stdlib client; lag-p50-ns and lag-p99-ns,
 // the client's timestamp of each event minus the server's CLOCK_MONOTONIC
-// emit time (both sides calibrated to clock_gettime); queued-frac, the
-// output chunks that were already queued behind an earlier one when read
-// (ReadStats.Queued); events/read.
+// emit time just before the event's write (both sides calibrated to
+// clock_gettime); queued-frac, the output chunks that were already queued
+// behind an earlier one when read (ReadStats.Queued); events/read;
+// server-cpu-ns/tok, the server process's CPU per token it wrote.
 //
-// The pace is the server's target: on a small host it cannot keep it at
-// 1,024 streams (server and client share the cores), and tok/s says what
-// was achieved. Set PACED_PYTHON=0 to measure inferbench alone.
+// PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out. vLLM's
+// needs a python3 with aiohttp (see aiohttpPython).
 func BenchmarkPaced(b *testing.B) {
-	for _, streams := range []int{64, 256, 1024} {
-		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			url, stats := startPacedProcess(b, "-interval=1ms")
+	cases, err := pacedCases(os.Getenv("PACED_CASES"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pc := range cases {
+		b.Run(fmt.Sprintf("streams=%d/interval=%v", pc.streams, pc.interval), func(b *testing.B) {
+			url, stats := startPacedProcess(b, "-interval="+pc.interval.String())
 			for b.Loop() {
-				g := pacedGo(b, url, streams, 3, false)
-				b.ReportMetric(g.cpuPerTok(), "cpu-ns/tok")
-				b.ReportMetric(float64(g.cpu.User)/float64(g.tokens), "user-ns/tok")
-				b.ReportMetric(float64(g.cpu.System)/float64(g.tokens), "sys-ns/tok")
-				b.ReportMetric(float64(g.tokens)/g.elapsed.Seconds(), "tok/s")
-				b.ReportMetric(float64(g.lag.quantile(0.50)), "lag-p50-ns")
-				b.ReportMetric(float64(g.lag.quantile(0.99)), "lag-p99-ns")
-				b.ReportMetric(g.reads.QueuedFraction(), "queued-frac")
-				b.ReportMetric(g.reads.EventsPerRead(), "events/read")
-				if os.Getenv("PACED_PYTHON") == "0" {
-					continue
+				g := pacedGo(b, url, stats, pc.streams, 3, false)
+				g.report(b, pc)
+				if os.Getenv("PACED_VLLM") != "0" {
+					v, err := pacedVLLM(url, stats, pc.streams)
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(v.cpuPerTok(), "vllm-cpu-ns/tok")
+					b.ReportMetric(float64(v.tokens)/v.elapsed.Seconds(), "vllm-tok/s")
+					b.ReportMetric(g.cpuPerTok()/v.cpuPerTok(), "vllm-cpu-ratio")
 				}
-				py, err := pacedPython(b, url, stats, streams)
-				if err != nil {
-					b.Fatal(err)
+				if os.Getenv("PACED_PYTHON") != "0" {
+					py, err := pacedPython(url, stats, pc.streams)
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(py.cpuPerTok(), "py-cpu-ns/tok")
+					b.ReportMetric(float64(py.tokens)/py.elapsed.Seconds(), "py-tok/s")
+					b.ReportMetric(g.cpuPerTok()/py.cpuPerTok(), "cpu-ratio")
 				}
-				b.ReportMetric(py.cpuPerTok(), "py-cpu-ns/tok")
-				b.ReportMetric(float64(py.tokens)/py.elapsed.Seconds(), "py-tok/s")
-				b.ReportMetric(g.cpuPerTok()/py.cpuPerTok(), "cpu-ratio")
 			}
 		})
 	}
+}
+
+// pacedCase is one sub-benchmark: streams, each given a token every
+// interval.
+type pacedCase struct {
+	streams  int
+	interval time.Duration
+}
+
+// defaultPacedCases are BenchmarkPaced's cases (see there for the
+// intervals).
+var defaultPacedCases = []pacedCase{{64, time.Millisecond}, {256, 4 * time.Millisecond}, {1024, 10 * time.Millisecond}}
+
+// pacedCases parses PACED_CASES ("64:1ms,1024:10ms"); "" is the default.
+func pacedCases(spec string) ([]pacedCase, error) {
+	if spec == "" {
+		return defaultPacedCases, nil
+	}
+	var cases []pacedCase
+	for _, f := range strings.Split(spec, ",") {
+		n, iv, ok := strings.Cut(strings.TrimSpace(f), ":")
+		streams, err1 := strconv.Atoi(n)
+		interval, err2 := time.ParseDuration(iv)
+		if !ok || err1 != nil || err2 != nil || streams < 1 || interval <= 0 {
+			return nil, fmt.Errorf("PACED_CASES: %q is not streams:interval (e.g. 1024:10ms)", f)
+		}
+		cases = append(cases, pacedCase{streams, interval})
+	}
+	return cases, nil
+}
+
+// report reports inferbench's client's metrics and the server's pace.
+func (r pacedRun) report(b *testing.B, pc pacedCase) {
+	b.ReportMetric(r.cpuPerTok(), "cpu-ns/tok")
+	b.ReportMetric(float64(r.cpu.User)/float64(r.tokens), "user-ns/tok")
+	b.ReportMetric(float64(r.cpu.System)/float64(r.tokens), "sys-ns/tok")
+	b.ReportMetric(float64(r.tokens)/r.elapsed.Seconds(), "tok/s")
+	b.ReportMetric(float64(pc.streams)/pc.interval.Seconds(), "target-tok/s")
+	if r.server.Steps > 0 {
+		b.ReportMetric(float64(r.server.StepNanos)/float64(r.server.Steps), "step-ns")
+		b.ReportMetric(float64(r.server.LateSteps)/float64(r.server.Steps), "late-frac")
+	}
+	if r.server.Tokens > 0 {
+		b.ReportMetric(float64(r.server.CPUNanos)/float64(r.server.Tokens), "server-cpu-ns/tok")
+	}
+	b.ReportMetric(float64(r.lag.quantile(0.50)), "lag-p50-ns")
+	b.ReportMetric(float64(r.lag.quantile(0.99)), "lag-p99-ns")
+	b.ReportMetric(r.reads.QueuedFraction(), "queued-frac")
+	b.ReportMetric(r.reads.EventsPerRead(), "events/read")
 }
 
 // BenchmarkPacedH2C is BenchmarkPaced over cleartext HTTP/2 (Options.HTTP2
@@ -77,18 +147,12 @@ func BenchmarkPaced(b *testing.B) {
 // can carry several streams' tokens (events/read counts the reads of each
 // stream's body, not the socket's).
 func BenchmarkPacedH2C(b *testing.B) {
-	for _, streams := range []int{64, 1024} {
-		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			url, _ := startPacedProcess(b, "-interval=1ms", "-h2c")
+	cases := []pacedCase{{64, time.Millisecond}, {1024, 10 * time.Millisecond}}
+	for _, pc := range cases {
+		b.Run(fmt.Sprintf("streams=%d/interval=%v", pc.streams, pc.interval), func(b *testing.B) {
+			url, stats := startPacedProcess(b, "-interval="+pc.interval.String(), "-h2c")
 			for b.Loop() {
-				g := pacedGo(b, url, streams, 3, true)
-				b.ReportMetric(g.cpuPerTok(), "cpu-ns/tok")
-				b.ReportMetric(float64(g.cpu.User)/float64(g.tokens), "user-ns/tok")
-				b.ReportMetric(float64(g.cpu.System)/float64(g.tokens), "sys-ns/tok")
-				b.ReportMetric(float64(g.tokens)/g.elapsed.Seconds(), "tok/s")
-				b.ReportMetric(float64(g.lag.quantile(0.50)), "lag-p50-ns")
-				b.ReportMetric(float64(g.lag.quantile(0.99)), "lag-p99-ns")
-				b.ReportMetric(g.reads.QueuedFraction(), "queued-frac")
+				pacedGo(b, url, stats, pc.streams, 3, true).report(b, pc)
 			}
 		})
 	}
@@ -101,6 +165,7 @@ type pacedRun struct {
 	elapsed time.Duration
 	lag     *lagHist
 	reads   ReadStats
+	server  pacedserver.Stats // the server's counters over the run (inferbench's client only)
 }
 
 func (r pacedRun) cpuPerTok() float64 {
@@ -161,7 +226,7 @@ func emitMono(data []byte) (int64, bool) {
 
 // pacedGo streams rounds requests per stream (after one warm-up round
 // that opens the connections) and measures the client process.
-func pacedGo(b *testing.B, url string, streams, rounds int, http2 bool) pacedRun {
+func pacedGo(b *testing.B, url string, stats func() (pacedserver.Stats, error), streams, rounds int, http2 bool) pacedRun {
 	epoch := time.Now()
 	clock, err := cpu.NewMonoClock()
 	if err != nil {
@@ -204,6 +269,10 @@ func pacedGo(b *testing.B, url string, streams, rounds int, http2 bool) pacedRun
 	run(1)
 	hist.Store(new(lagHist))
 	rs0 := c.ReadStats()
+	s0, err := stats()
+	if err != nil {
+		b.Fatal(err)
+	}
 	u0, err := cpu.Self()
 	if err != nil {
 		b.Fatal(err)
@@ -212,6 +281,10 @@ func pacedGo(b *testing.B, url string, streams, rounds int, http2 bool) pacedRun
 	tokens := run(rounds)
 	elapsed := time.Since(t0)
 	u1, _ := cpu.Self()
+	s1, err := stats()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d requests failed; first: %v", f, firstErr.Load())
 	}
@@ -219,37 +292,95 @@ func pacedGo(b *testing.B, url string, streams, rounds int, http2 bool) pacedRun
 	if n := h.neg.Load(); n > 0 {
 		b.Errorf("%d events were stamped before the server emitted them: the clocks disagree", n)
 	}
-	return pacedRun{cpu: u1.Sub(u0), tokens: tokens, elapsed: elapsed, lag: h, reads: c.ReadStats().Sub(rs0)}
+	server := pacedserver.Stats{Tokens: s1.Tokens - s0.Tokens, Requests: s1.Requests - s0.Requests, LateSteps: s1.LateSteps - s0.LateSteps,
+		Steps: s1.Steps - s0.Steps, StepNanos: s1.StepNanos - s0.StepNanos, CPUNanos: s1.CPUNanos - s0.CPUNanos}
+	return pacedRun{cpu: u1.Sub(u0), tokens: tokens, elapsed: elapsed, lag: h, reads: c.ReadStats().Sub(rs0), server: server}
 }
 
-// pacedPython runs the Python client twice (C and 3·C requests) and
-// returns the difference.
-func pacedPython(b *testing.B, url string, stats func() (int64, error), streams int) (pacedRun, error) {
+// pacedPython runs the vLLM-style Python client (stdlib threads and
+// http.client) twice (C and 3·C requests) and returns the difference.
+func pacedPython(url string, stats func() (pacedserver.Stats, error), streams int) (pacedRun, error) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		return pacedRun{}, fmt.Errorf("python3 is needed for the comparison (PACED_PYTHON=0 skips it): %w", err)
 	}
+	return pacedScript(stats, streams, 0, func(n int) *exec.Cmd {
+		return exec.Command("python3", "../testdata/vllm_style_client.py", "--url", url, "--model", "m",
+			"--concurrency", fmt.Sprint(streams), "--requests", fmt.Sprint(n), "--warmup", "0",
+			"--max-tokens", fmt.Sprint(pacedTokens), "--prompt-words", "4")
+	})
+}
+
+// pacedVLLM runs vLLM's own request function and benchmark driver
+// (testdata/vllm_request_func.py: asyncio and aiohttp) twice (C and 3·C
+// requests) and returns the difference.
+func pacedVLLM(url string, stats func() (pacedserver.Stats, error), streams int) (pacedRun, error) {
+	py, err := aiohttpPython()
+	if err != nil {
+		return pacedRun{}, err
+	}
+	// Its ready check streams one request more than it is asked for.
+	return pacedScript(stats, streams, pacedTokens, func(n int) *exec.Cmd {
+		return exec.Command(py, "testdata/vllm_request_func.py", "--url", url, "--model", "m",
+			"--max-concurrency", fmt.Sprint(streams), "--num-prompts", fmt.Sprint(n),
+			"--max-tokens", fmt.Sprint(pacedTokens), "--prompt-words", "4")
+	})
+}
+
+// aiohttpPython is a python3 that can import aiohttp: PACED_VLLM_PYTHON
+// if set, else python3 on PATH, else /usr/bin/python3 (where Debian's
+// python3-aiohttp installs when PATH leads to another python3, as with
+// pyenv).
+func aiohttpPython() (string, error) {
+	tried := []string{"python3", "/usr/bin/python3"}
+	if p := os.Getenv("PACED_VLLM_PYTHON"); p != "" {
+		tried = []string{p}
+	}
+	for _, p := range tried {
+		if exec.Command(p, "-c", "import aiohttp").Run() == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("vLLM's request function needs a python3 with aiohttp, and none of %s imports it: "+
+		"apt-get install python3-aiohttp (Debian) or pip install aiohttp, or set PACED_VLLM_PYTHON to one that does; "+
+		"PACED_VLLM=0 skips the comparison", strings.Join(tried, ", "))
+}
+
+// pacedScript runs a client command for C and for 3·C requests and
+// returns the difference of its CPU time (its rusage) and of the tokens
+// the server wrote meanwhile, so start-up cancels out. The command prints
+// a JSON object with requests and errors (and, if it counts them,
+// output_tokens: then the server's count must agree, plus extra tokens
+// per run that the client streams beyond its requests).
+func pacedScript(stats func() (pacedserver.Stats, error), streams int, extra int64, command func(n int) *exec.Cmd) (pacedRun, error) {
 	one := func(n int) (cpu.Usage, int64, time.Duration, error) {
-		tok0, err := stats()
+		st0, err := stats()
 		if err != nil {
 			return cpu.Usage{}, 0, 0, err
 		}
-		cmd := exec.Command("python3", "../testdata/vllm_style_client.py", "--url", url, "--model", "m",
-			"--concurrency", fmt.Sprint(streams), "--requests", fmt.Sprint(n), "--warmup", "0",
-			"--max-tokens", fmt.Sprint(pacedTokens), "--prompt-words", "4")
+		tok0 := st0.Tokens
+		cmd := command(n)
 		cmd.Stderr = os.Stderr
 		t0 := time.Now()
 		out, err := cmd.Output()
 		elapsed := time.Since(t0)
 		if err != nil {
-			return cpu.Usage{}, 0, 0, fmt.Errorf("python client: %w", err)
+			return cpu.Usage{}, 0, 0, fmt.Errorf("%s: %w", cmd, err)
 		}
-		var res struct{ Requests, Errors int }
+		var res struct {
+			Requests, Errors int
+			OutputTokens     *int64 `json:"output_tokens"`
+			FirstError       string `json:"first_error"`
+		}
 		if err := json.Unmarshal(out, &res); err != nil || res.Errors > 0 || res.Requests != n {
-			return cpu.Usage{}, 0, 0, fmt.Errorf("python client said %s (%v)", out, err)
+			return cpu.Usage{}, 0, 0, fmt.Errorf("%s said %s (%v)", cmd, out, err)
 		}
-		tok1, err := stats()
+		st1, err := stats()
 		if err != nil {
 			return cpu.Usage{}, 0, 0, err
+		}
+		tok1 := st1.Tokens
+		if res.OutputTokens != nil && tok1-tok0 != *res.OutputTokens+extra {
+			return cpu.Usage{}, 0, 0, fmt.Errorf("%s counted %d output tokens (+%d unmeasured), the server wrote %d", cmd, *res.OutputTokens, extra, tok1-tok0)
 		}
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		return cpu.Usage{User: time.Duration(ru.Utime.Nano()), System: time.Duration(ru.Stime.Nano())}, tok1 - tok0, elapsed, nil
@@ -268,21 +399,21 @@ func pacedPython(b *testing.B, url string, stats func() (int64, error), streams 
 // startPacedProcess runs the paced server in a child process (so the
 // benchmark's own CPU time is the client's alone) and returns its URL and
 // a reader of its token counter.
-func startPacedProcess(tb testing.TB, args ...string) (string, func() (int64, error)) {
+func startPacedProcess(tb testing.TB, args ...string) (string, func() (pacedserver.Stats, error)) {
 	tb.Helper()
 	url := startChildServer(tb, "paced server process", pacedEnv+"="+strings.Join(args, " "))
 	statsURL := strings.TrimSuffix(url, "/v1/chat/completions") + "/stats"
-	stats := func() (int64, error) {
+	stats := func() (pacedserver.Stats, error) {
+		var st pacedserver.Stats
 		resp, err := http.Get(statsURL)
 		if err != nil {
-			return 0, fmt.Errorf("paced server stats: %w", err)
+			return st, fmt.Errorf("paced server stats: %w", err)
 		}
 		defer resp.Body.Close()
-		var st struct{ Tokens int64 }
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-			return 0, fmt.Errorf("paced server stats: %w", err)
+			return st, fmt.Errorf("paced server stats: %w", err)
 		}
-		return st.Tokens, nil
+		return st, nil
 	}
 	return url, stats
 }

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/inferbench/inferbench/internal/cpu"
@@ -63,6 +64,10 @@ type Server struct {
 	tokens   atomic.Int64 // token events written
 	requests atomic.Int64 // streams finished
 	late     atomic.Int64 // steps that started more than one interval late
+	// steps and stepNanos measure the pace kept: the steps that followed
+	// an earlier step of their shard without an idle wait between, and the
+	// time from that earlier step's start to theirs, summed.
+	steps, stepNanos atomic.Int64
 
 	h2srv *http.Server // set in H2C mode
 
@@ -114,9 +119,8 @@ func Start(addr string, cfg Config) (*Server, error) {
 // serveH2 answers one HTTP/2 request: a stream, or the stats.
 func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	if r.Method == "GET" && r.URL.Path == "/stats" {
-		st := s.Stats()
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"tokens":%d,"requests":%d,"late_steps":%d}`, st.Tokens, st.Requests, st.LateSteps)
+		_, _ = io.WriteString(w, s.Stats().json())
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<24))
@@ -158,11 +162,32 @@ type Stats struct {
 	// LateSteps counts steps that began more than one Interval after
 	// they were due: the host could not keep the pace.
 	LateSteps int64 `json:"late_steps"`
+	// Steps and StepNanos give the pace kept: StepNanos / Steps is the
+	// mean time from one step of a shard to its next (idle waits left
+	// out), Interval when the host keeps the pace, longer when it does
+	// not.
+	Steps     int64 `json:"steps"`
+	StepNanos int64 `json:"step_nanos"`
+	// CPUNanos is the server process's CPU time so far (user + system;
+	// all of the process's, so only meaningful when it runs alone, as
+	// Main does).
+	CPUNanos int64 `json:"cpu_nanos"`
 }
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	return Stats{Tokens: s.tokens.Load(), Requests: s.requests.Load(), LateSteps: s.late.Load()}
+	st := Stats{Tokens: s.tokens.Load(), Requests: s.requests.Load(), LateSteps: s.late.Load(),
+		Steps: s.steps.Load(), StepNanos: s.stepNanos.Load()}
+	if u, err := cpu.Self(); err == nil {
+		st.CPUNanos = int64(u.Total())
+	}
+	return st
+}
+
+// json is the /stats answer, written by hand like every other answer.
+func (st Stats) json() string {
+	return fmt.Sprintf(`{"tokens":%d,"requests":%d,"late_steps":%d,"steps":%d,"step_nanos":%d,"cpu_nanos":%d}`,
+		st.Tokens, st.Requests, st.LateSteps, st.Steps, st.StepNanos, st.CPUNanos)
 }
 
 // Close stops the server and closes every connection.
@@ -272,9 +297,7 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		switch {
 		case req.method == "GET" && req.path == "/stats":
-			st := s.Stats()
-			writeSimple(c, 200, "application/json",
-				fmt.Sprintf(`{"tokens":%d,"requests":%d,"late_steps":%d}`, st.Tokens, st.Requests, st.LateSteps), req.close)
+			writeSimple(c, 200, "application/json", s.Stats().json(), req.close)
 		case req.method == "POST":
 			n, err := maxTokens(req.body)
 			if err != nil {
@@ -313,22 +336,28 @@ func statusText(code int) string {
 	}
 }
 
-// maxTokens finds "max_tokens": N in a request body. A hand scan keeps
-// the server free of any JSON shape the client also uses.
+// maxTokens finds "max_tokens": N in a request body, or else
+// "max_completion_tokens": N (OpenAI's newer name, the only one vLLM's own
+// benchmark client sends). A hand scan keeps the server free of any JSON
+// shape the client also uses.
 func maxTokens(body []byte) (int, error) {
 	s := string(body)
-	i := strings.Index(s, `"max_tokens"`)
+	key := `"max_tokens"`
+	i := strings.Index(s, key)
 	if i < 0 {
-		return 0, errors.New("the request has no max_tokens")
+		key = `"max_completion_tokens"`
+		if i = strings.Index(s, key); i < 0 {
+			return 0, errors.New("the request has no max_tokens or max_completion_tokens")
+		}
 	}
-	s = strings.TrimLeft(s[i+len(`"max_tokens"`):], " \t\r\n:")
+	s = strings.TrimLeft(s[i+len(key):], " \t\r\n:")
 	j := 0
 	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
 		j++
 	}
 	n, err := strconv.Atoi(s[:j])
 	if err != nil || n < 1 || n > 1<<20 {
-		return 0, fmt.Errorf("max_tokens %q is not a count from 1 to %d", s[:min(j+1, len(s))], 1<<20)
+		return 0, fmt.Errorf("%s %q is not a count from 1 to %d", strings.Trim(key, `"`), s[:min(j+1, len(s))], 1<<20)
 	}
 	return n, nil
 }
@@ -488,6 +517,7 @@ func (sh *shard) poke() {
 func (sh *shard) run() {
 	iv := sh.s.cfg.Interval
 	next := time.Now()
+	var prev time.Time // the start of the previous step; zero after an idle wait
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -504,15 +534,21 @@ func (sh *shard) run() {
 				return
 			}
 			next = time.Now()
+			prev = time.Time{} // the idle wait is not a step period
 			continue
 		}
 		if d := time.Until(next); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-sh.s.closed:
-				return
+			if d > coarseWait {
+				// The bulk of a long wait on a timer (it can be cut short
+				// by Close); the rest precisely, below.
+				timer.Reset(d - coarseWait)
+				select {
+				case <-timer.C:
+				case <-sh.s.closed:
+					return
+				}
 			}
+			sleepUntil(next)
 		}
 		// The next step is due one interval after this one starts, as a
 		// decode step follows the previous one: a late step delays the
@@ -522,6 +558,11 @@ func (sh *shard) run() {
 		if start.Sub(next) > iv {
 			sh.s.late.Add(1)
 		}
+		if !prev.IsZero() {
+			sh.s.steps.Add(1)
+			sh.s.stepNanos.Add(int64(start.Sub(prev)))
+		}
+		prev = start
 		next = start.Add(iv)
 		keep := sh.active[:0]
 		for _, st := range sh.active {
@@ -531,6 +572,27 @@ func (sh *shard) run() {
 		}
 		clear(sh.active[len(keep):])
 		sh.active = keep
+	}
+}
+
+// coarseWait is the part of a wait before a step left to a precise sleep.
+// Go's timers wake up to a millisecond late on Linux (the runtime's epoll
+// wait takes whole milliseconds, and rounds a shorter wait up to one), so
+// a server pacing every stream every millisecond on them stepped every
+// 1.3 ms; a nanosleep wakes within tens of microseconds.
+const coarseWait = 2 * time.Millisecond
+
+// sleepUntil sleeps the calling thread until t, in a nanosleep system
+// call (at most coarseWait plus Go's timer lateness, so Close waits for
+// no long sleep).
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(int64(d))
+		_ = syscall.Nanosleep(&ts, nil) // EINTR: loop and sleep the rest
 	}
 }
 

@@ -90,7 +90,10 @@ func TestStreamPacedAndStamped(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	assert.Equal(t, Stats{Tokens: 2 * n, Requests: 2, LateSteps: st.LateSteps}, st)
+	assert.Equal(t, Stats{Tokens: 2 * n, Requests: 2, LateSteps: st.LateSteps, Steps: 2 * (n - 1), StepNanos: st.StepNanos, CPUNanos: st.CPUNanos}, st,
+		"a step period per token after the first of each stream: the idle wait between the two is none")
+	assert.GreaterOrEqual(t, st.StepNanos/st.Steps, int64(iv)*9/10, "the pace is kept, never beaten")
+	assert.Positive(t, st.CPUNanos)
 }
 
 // TestBadRequests checks a request the server cannot stream is refused
@@ -104,6 +107,8 @@ func TestBadRequests(t *testing.T) {
 		{"no max_tokens", `{"stream":true}`, "no max_tokens"},
 		// A zero count.
 		{"zero", `{"max_tokens":0}`, "not a count"},
+		// A zero count under the newer name is refused by that name.
+		{"zero completion tokens", `{"max_completion_tokens":0}`, "max_completion_tokens \"0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimSuffix(s.URL(), "/v1/chat/completions"), "http://"))
@@ -133,5 +138,35 @@ func TestMainPrintsURL(t *testing.T) {
 		require.NoError(t, err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("Main did not return after stdin closed")
+	}
+}
+
+// TestMaxTokens checks the output length is read under either name.
+func TestMaxTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       int
+		err        string
+	}{
+		// The classic name, as inferbench and most clients send it.
+		{"max_tokens", `{"max_tokens": 7}`, 7, ""},
+		// The newer name alone, as vLLM's benchmark client sends it.
+		{"max_completion_tokens", `{"messages":[],"max_completion_tokens":256,"stream":true}`, 256, ""},
+		// Both: max_tokens is the one read.
+		{"both", `{"max_completion_tokens":3,"max_tokens":5}`, 5, ""},
+		// Neither: refused, naming both.
+		{"neither", `{"stream":true}`, 0, "no max_tokens or max_completion_tokens"},
+		// Not a number.
+		{"not a number", `{"max_completion_tokens":"x"}`, 0, "not a count"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := maxTokens([]byte(tc.body))
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, n)
+		})
 	}
 }
