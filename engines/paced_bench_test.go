@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,9 +440,17 @@ func startPacedProcess(tb testing.TB, args ...string) (string, func() (pacedserv
 	tb.Helper()
 	url := startChildServer(tb, "paced server process", pacedEnv+"="+strings.Join(args, " "))
 	statsURL := strings.TrimSuffix(url, "/v1/chat/completions") + "/stats"
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if slices.Contains(args, "-h2c") {
+		// The h2c server speaks HTTP/2 only, its stats too.
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		hc.Transport = &http.Transport{Protocols: &p}
+	}
+	tb.Cleanup(hc.CloseIdleConnections)
 	stats := func() (pacedserver.Stats, error) {
 		var st pacedserver.Stats
-		resp, err := http.Get(statsURL)
+		resp, err := hc.Get(statsURL)
 		if err != nil {
 			return st, fmt.Errorf("paced server stats: %w", err)
 		}
