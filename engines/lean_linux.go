@@ -380,7 +380,7 @@ func (t *leanTransport) do(ctx context.Context, req Request, rec *record.Record,
 		}
 		t.mu.Unlock()
 		if dead == nil {
-			if err := sendAll(conn.fd, msg, st.done); err != nil && err != errAbandoned {
+			if err := sendAll(conn.fd, msg, st.done, ctx.Done()); err != nil && err != errAbandoned {
 				t.r.command(reactorCmd{st: st, cause: &net.OpError{Op: "write", Net: "tcp", Source: conn.local, Addr: conn.remote, Err: err}})
 			}
 			select {

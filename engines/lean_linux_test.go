@@ -302,3 +302,20 @@ func TestRxReaderTimestamp(t *testing.T) {
 	}
 	assert.InDelta(t, float64(sent.UnixNano()), float64(rx), float64(20*time.Millisecond), "received when sent, not when read 50 ms later")
 }
+
+// TestLeanBodyWriteTimesOut: a server that never reads a large request
+// body cannot hold Do past its timeout (the writer gives up when the time
+// is out, rather than wait for room that never comes).
+func TestLeanBodyWriteTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // never reads the body
+	}))
+	t.Cleanup(func() { close(release) })
+	c := newClient(t, srv.URL, OpenAI, Options{RequestTimeout: 300 * time.Millisecond})
+	prompt := strings.Repeat("word ", 8<<20) // 40 MiB, far beyond the socket buffers
+	start := time.Now()
+	rec := do(t, c, t.Context(), Request{Messages: []Message{{Role: "user", Content: prompt}}})
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, record.Timeout, rec.Error, rec.Message)
+}

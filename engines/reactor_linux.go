@@ -430,9 +430,9 @@ func (x *rxReader) timestamp() int64 {
 }
 
 // sendAll writes b to a non-blocking descriptor, waiting (poll) while its
-// send buffer is full, until done is closed. MSG_NOSIGNAL: a closed peer
-// is EPIPE, not SIGPIPE.
-func sendAll(fd int, b []byte, done <-chan struct{}) error {
+// send buffer is full, until done or stop is closed. MSG_NOSIGNAL: a
+// closed peer is EPIPE, not SIGPIPE.
+func sendAll(fd int, b []byte, done, stop <-chan struct{}) error {
 	for len(b) > 0 {
 		n, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
 		switch e {
@@ -443,6 +443,8 @@ func sendAll(fd int, b []byte, done <-chan struct{}) error {
 			for {
 				select {
 				case <-done:
+					return errAbandoned
+				case <-stop:
 					return errAbandoned
 				default:
 				}
