@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,7 +89,15 @@ type Options struct {
 	// Streams then share connections, up to the server's stream limit
 	// per connection.
 	HTTP2 bool
+	// NetHTTP reads HTTP/1.1 streams through net/http's transport even
+	// where the epoll reader would serve (http:// URLs without a proxy,
+	// on Linux): for comparing the two. INFERBENCH_NET_HTTP=1 in the
+	// environment does the same for every client.
+	NetHTTP bool
 }
+
+// envNetHTTP is INFERBENCH_NET_HTTP=1: every client uses net/http.
+var envNetHTTP = os.Getenv("INFERBENCH_NET_HTTP") == "1"
 
 // extraConns is the connection headroom above Concurrency (for probes and
 // connections being torn down).
@@ -117,9 +126,13 @@ type Client struct {
 
 	// reads counts how the streams were read (ReadStats).
 	reads readCounters
-	// eventHook, when set (benchmarks only), sees every event's data and
-	// stamp as readStream does.
-	eventHook func(data []byte, at time.Duration)
+	// lean is the epoll reader's transport, nil where net/http serves.
+	lean *leanTransport
+
+	// eventHook, when set (benchmarks only), sees every event's data, its
+	// stamp and the time it was read (later than the stamp when the
+	// kernel's receive time is used).
+	eventHook func(data []byte, at, readAt time.Duration)
 }
 
 // NewClient checks the engine and builds its client.
@@ -180,6 +193,9 @@ func NewClient(e Engine, o Options) (*Client, error) {
 	// A redirect would resend the body and the credentials elsewhere.
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.hc = &http.Client{Transport: rt, CheckRedirect: noRedirect}
+	if lu, err := url.Parse(c.url); err == nil && leanSupported {
+		c.lean = newLeanTransport(c, lu, c.opt)
+	}
 	if c.tr != nil {
 		c.freshTr = c.tr.Clone()
 		c.freshTr.DisableKeepAlives = true
@@ -222,6 +238,9 @@ func newTransport(concurrency int, insecure bool) *http.Transport {
 // (NewConn, Dial, GotConn). It does nothing when Options.Transport was
 // given. Like SetModel, it must not be called concurrently with Do.
 func (c *Client) NewConnectionPerRequest() {
+	if c.lean != nil {
+		c.lean.newConnectionPerRequest()
+	}
 	if c.fresh == nil {
 		return
 	}
@@ -256,6 +275,9 @@ func (c *Client) Format(f fmt.State, verb rune) { fmt.Fprint(f, c.String()) }
 
 // Close closes idle connections.
 func (c *Client) Close() {
+	if c.lean != nil {
+		c.lean.closeIdle()
+	}
 	if c.tr != nil {
 		c.tr.CloseIdleConnections()
 		c.freshTr.CloseIdleConnections()
@@ -380,12 +402,12 @@ type streamInfo struct {
 	usageChunks int           // events carrying usage
 	continuous  bool          // every output chunk carried usage
 	contentType string
-	simulated   bool   // the server said it is inferbench's simulated engine
-	server      string // the Server response header
-	keepAlive   string // the Keep-Alive response header
-	connClose   bool   // the response said Connection: close
-	drained     bool   // the body was read to its end (the connection went back idle)
-	conn        *trackedConn
+	simulated   bool            // the server said it is inferbench's simulated engine
+	server      string          // the Server response header
+	keepAlive   string          // the Keep-Alive response header
+	connClose   bool            // the response said Connection: close
+	drained     bool            // the body was read to its end (the connection went back idle)
+	connClosed  <-chan struct{} // closed when the client closes the connection (nil: not watched)
 }
 
 // Do sends one streaming request and fills rec, which must not be nil; see
@@ -424,6 +446,10 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	ctx, stopReq := context.WithCancel(ctx)
 	defer stopReq()
 
+	if c.lean != nil {
+		c.lean.do(ctx, req, rec, info, body)
+		return
+	}
 	rec.Sent = c.since()
 	t := &connTrace{now: c.now, at: c.since}
 	resp, err := c.send(ctx, c.hc, body, t)
@@ -438,7 +464,9 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 		resp, err = c.send(ctx, c.fresh, body, t)
 	}
 	t.fill(rec)
-	info.conn = t.connection()
+	if tc := t.connection(); tc != nil {
+		info.connClosed = tc.closed
+	}
 	if err != nil {
 		c.transportFailure(ctx, rec, err, true)
 		return
@@ -452,168 +480,236 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	info.keepAlive = resp.Header.Get("Keep-Alive")
 	info.connClose = resp.Close
 
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := readErrorBody(resp.Body)
-		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			// Redirects are not followed (they would resend the credentials).
-			msg = "redirected to " + RedactURL(loc) + "; use that URL: " + msg
-		}
-		c.fail(rec, record.HTTPStatus, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg))
-		return
-	}
-	if ct := strings.ToLower(info.contentType); strings.HasPrefix(ct, "application/json") {
-		msg := readErrorBody(resp.Body)
-		c.fail(rec, record.Malformed, "the server answered with application/json, not an event stream (does it support stream=true?): "+msg)
+	if !streamable(resp.StatusCode, info.contentType) {
+		c.failResponse(rec, resp.StatusCode, resp.Header, resp.Body)
 		return
 	}
 	c.readStream(ctx, req, resp.Body, rec, info, stopReq)
 }
 
-// sseReaders recycles readers and their 32 KiB buffers across requests.
+// streamable reports whether a response's status and Content-Type make
+// it an event stream to read, rather than an error to report.
+func streamable(status int, contentType string) bool {
+	return status >= 200 && status <= 299 && !strings.HasPrefix(strings.ToLower(contentType), "application/json")
+}
+
+// failResponse records why a response is not a stream (see streamable),
+// with the server's message from its body.
+func (c *Client) failResponse(rec *record.Record, status int, h http.Header, body io.Reader) {
+	msg := readErrorBody(body)
+	if status < 200 || status > 299 {
+		if loc := h.Get("Location"); loc != "" && status >= 300 && status < 400 {
+			// Redirects are not followed (they would resend the credentials).
+			msg = "redirected to " + RedactURL(loc) + "; use that URL: " + msg
+		}
+		c.fail(rec, record.HTTPStatus, fmt.Sprintf("HTTP %d: %s", status, msg))
+		return
+	}
+	c.fail(rec, record.Malformed, "the server answered with application/json, not an event stream (does it support stream=true?): "+msg)
+}
+
+// sseReaders recycles readers and their buffers across requests.
 var sseReaders = sync.Pool{New: func() any { return newSSEReader(nil, nil, 0) }}
+
+// getSSEReader takes a reader from the pool for body (nil in push mode).
+func getSSEReader(body io.Reader, stamp func() time.Duration) *sseReader {
+	sr := sseReaders.Get().(*sseReader)
+	sr.reset(body)
+	sr.stamp = stamp
+	return sr
+}
+
+// putSSEReader returns a reader to the pool, unless one huge event grew
+// its buffers.
+func putSSEReader(sr *sseReader) {
+	sr.reset(nil)
+	sr.stamp = nil
+	if len(sr.buf) > 1<<20 || cap(sr.data) > 1<<20 {
+		return
+	}
+	sseReaders.Put(sr)
+}
 
 // drainWait bounds how long the body is drained after the stream ended.
 const drainWait = 100 * time.Millisecond
 
+// drainMax bounds how much of the body is drained after the stream ended.
+const drainMax = 4 << 10
+
 // readStream consumes the event stream and classifies its end. stop, if not
 // nil, aborts a blocked body read (it cancels the request's context).
 func (c *Client) readStream(ctx context.Context, req Request, body io.Reader, rec *record.Record, info *streamInfo, stop func()) {
-	sr := sseReaders.Get().(*sseReader)
-	sr.reset(body)
-	sr.stamp = c.since
-	defer func() {
-		sr.reset(nil)
-		sr.stamp = nil
-		if len(sr.buf) > 1<<20 || cap(sr.data) > 1<<20 {
-			return // do not keep a buffer grown by one huge event
-		}
-		sseReaders.Put(sr)
-	}()
-	var (
-		ci             chunkInfo
-		finished       bool
-		lastCompletion int // cumulative completion tokens at the last usage
-		pending        int // usage growth seen before the first output chunk
-		trailing       int // usage growth seen on non-output events since the last output chunk
-		usageOnAll     = true
-		haveUsage      bool
-		rs             ReadStats
-		lastOutRead    = -1 // sr.reads when the previous output chunk was read
-	)
-	defer func() {
-		rs.Reads = int64(sr.reads)
-		c.reads.add(rs)
-	}()
+	sr := getSSEReader(body, c.since)
+	defer putSSEReader(sr)
+	st := newStreamState(c, req, rec, info)
 	for {
 		data, at, err := sr.Next()
 		if err != nil {
-			rec.Done = at
-			if rec.Done == 0 {
-				rec.Done = c.since()
-			}
-			if errors.Is(err, io.EOF) {
-				info.drained = true
-				if !finished {
-					c.fail(rec, record.StreamCut, "the stream ended before [DONE] or a finish_reason")
-				}
-				break
-			}
-			if errors.Is(err, errEventTooLarge) {
-				c.fail(rec, record.Malformed, err.Error())
-				break
-			}
-			c.transportFailure(ctx, rec, err, false)
+			st.end(ctx, err, at)
 			break
 		}
-		rs.Events++
-		if c.eventHook != nil {
-			c.eventHook(data, at)
-		}
-		if info.firstEvent == 0 {
-			info.firstEvent = at
-		}
-		if string(data) == "[DONE]" {
-			info.sawDone = true
-			rec.Done = at
+		st.readAt = at
+		if !st.event(data, at, sr.reads) {
 			break
-		}
-		if err := parseChunk(data, &ci); err != nil {
-			rec.Done = at
-			c.fail(rec, record.Malformed, fmt.Sprintf("event %q: %v", snippet(data), err))
-			break
-		}
-		if ci.hasError {
-			rec.Done = at
-			// An error event inside a 2xx stream (llama-server, vLLM) is the
-			// server's verdict on this request, not a broken connection.
-			c.fail(rec, record.ServerError, "the server reported an error in the stream: "+ci.errMsg)
-			break
-		}
-		if ci.output {
-			if trailing > 0 {
-				// Growth between two output chunks belongs to the earlier one.
-				rec.Chunks[len(rec.Chunks)-1].Tokens += trailing
-				trailing = 0
-			}
-			rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
-			if req.Answer != nil {
-				appendAnswer(req.Answer, data)
-			}
-			rs.Chunks++
-			if sr.reads == lastOutRead {
-				rs.Queued++
-			}
-			lastOutRead = sr.reads
-			if !ci.hasUsage {
-				usageOnAll = false
-			}
-		} else if ci.role && len(rec.Chunks) == 0 && !info.roleFirst {
-			info.roleAt, info.roleFirst = at, true
-		}
-		if ci.output && ci.role {
-			info.outputRoles++
-		}
-		if ci.hasUsage {
-			info.usageChunks++
-			haveUsage = true
-			rec.PromptTokens = ci.promptTokens
-			if ci.hasCached {
-				rec.CachedTokens, rec.CachedReported = ci.cachedTokens, true
-			}
-			delta := ci.completionTokens - lastCompletion
-			lastCompletion = ci.completionTokens
-			if delta < 0 {
-				// The count went backwards: per-chunk counts cannot be trusted.
-				usageOnAll, delta = false, 0
-			}
-			switch {
-			case ci.output:
-				rec.Chunks[len(rec.Chunks)-1].Tokens = delta + pending
-				pending = 0
-			case len(rec.Chunks) > 0:
-				trailing += delta // the previous chunk's, or a natural stop's EOS token
-			default:
-				pending += delta
-			}
-		}
-		if ci.finish != "" {
-			rec.FinishReason = ci.finish
-			finished = true
 		}
 	}
-	if rec.Done == 0 {
-		rec.Done = c.since()
-	}
-	if rec.Error == record.OK && stop != nil {
+	if rec.Error == record.OK && stop != nil && !info.drained {
 		// Leave the connection reusable: drain what little follows the end,
 		// but never wait on a server that keeps the response open.
 		t := time.AfterFunc(drainWait, stop)
-		_, err := io.CopyN(io.Discard, body, 4<<10)
+		_, err := io.CopyN(io.Discard, body, drainMax)
 		t.Stop()
-		info.drained = info.drained || errors.Is(err, io.EOF)
+		info.drained = errors.Is(err, io.EOF)
 	}
+	st.finish(sr.reads)
+}
 
-	c.account(rec, haveUsage, usageOnAll && len(rec.Chunks) > 0, lastCompletion, trailing, info)
+// streamState is what reading one event stream keeps between events: the
+// record being filled and the token accounting. Both read paths feed it:
+// readStream pulls events from a body reader, and the epoll reader
+// (h1conn) pushes them as the bytes arrive.
+type streamState struct {
+	c    *Client
+	req  Request
+	rec  *record.Record
+	info *streamInfo
+
+	ci             chunkInfo
+	finished       bool // a finish_reason arrived
+	over           bool // no more events are wanted ([DONE], or a verdict)
+	lastCompletion int  // cumulative completion tokens at the last usage
+	pending        int  // usage growth seen before the first output chunk
+	trailing       int  // usage growth seen on non-output events since the last output chunk
+	usageOnAll     bool
+	haveUsage      bool
+	rs             ReadStats
+	lastOutRead    int           // the read that delivered the previous output chunk (-1: none)
+	readAt         time.Duration // when the next event was read (eventHook only)
+}
+
+func newStreamState(c *Client, req Request, rec *record.Record, info *streamInfo) *streamState {
+	return &streamState{c: c, req: req, rec: rec, info: info, usageOnAll: true, lastOutRead: -1}
+}
+
+// end records how the events ended before the stream said it was over:
+// err is the reader's (io.EOF for a clean end of the body).
+func (st *streamState) end(ctx context.Context, err error, at time.Duration) {
+	c, rec, info := st.c, st.rec, st.info
+	st.over = true
+	rec.Done = at
+	if rec.Done == 0 {
+		rec.Done = c.since()
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		info.drained = true
+		if !st.finished {
+			c.fail(rec, record.StreamCut, "the stream ended before [DONE] or a finish_reason")
+		}
+	case errors.Is(err, errEventTooLarge):
+		c.fail(rec, record.Malformed, err.Error())
+	default:
+		c.transportFailure(ctx, rec, err, false)
+	}
+}
+
+// event handles one event's data, stamped at and delivered by read number
+// read of the stream. It reports whether more events are wanted.
+func (st *streamState) event(data []byte, at time.Duration, read int) bool {
+	c, rec, info, req := st.c, st.rec, st.info, st.req
+	ci := &st.ci
+	st.rs.Events++
+	if c.eventHook != nil {
+		c.eventHook(data, at, st.readAt)
+	}
+	if info.firstEvent == 0 {
+		info.firstEvent = at
+	}
+	if string(data) == "[DONE]" {
+		info.sawDone = true
+		rec.Done = at
+		st.over = true
+		return false
+	}
+	if err := parseChunk(data, ci); err != nil {
+		rec.Done = at
+		c.fail(rec, record.Malformed, fmt.Sprintf("event %q: %v", snippet(data), err))
+		st.over = true
+		return false
+	}
+	if ci.hasError {
+		rec.Done = at
+		// An error event inside a 2xx stream (llama-server, vLLM) is the
+		// server's verdict on this request, not a broken connection.
+		c.fail(rec, record.ServerError, "the server reported an error in the stream: "+ci.errMsg)
+		st.over = true
+		return false
+	}
+	if ci.output {
+		if st.trailing > 0 {
+			// Growth between two output chunks belongs to the earlier one.
+			rec.Chunks[len(rec.Chunks)-1].Tokens += st.trailing
+			st.trailing = 0
+		}
+		rec.Chunks = append(rec.Chunks, record.Chunk{At: at})
+		if req.Answer != nil {
+			appendAnswer(req.Answer, data)
+		}
+		st.rs.Chunks++
+		if read == st.lastOutRead {
+			st.rs.Queued++
+		}
+		st.lastOutRead = read
+		if !ci.hasUsage {
+			st.usageOnAll = false
+		}
+	} else if ci.role && len(rec.Chunks) == 0 && !info.roleFirst {
+		info.roleAt, info.roleFirst = at, true
+	}
+	if ci.output && ci.role {
+		info.outputRoles++
+	}
+	if ci.hasUsage {
+		info.usageChunks++
+		st.haveUsage = true
+		rec.PromptTokens = ci.promptTokens
+		if ci.hasCached {
+			rec.CachedTokens, rec.CachedReported = ci.cachedTokens, true
+		}
+		delta := ci.completionTokens - st.lastCompletion
+		st.lastCompletion = ci.completionTokens
+		if delta < 0 {
+			// The count went backwards: per-chunk counts cannot be trusted.
+			st.usageOnAll, delta = false, 0
+		}
+		switch {
+		case ci.output:
+			rec.Chunks[len(rec.Chunks)-1].Tokens = delta + st.pending
+			st.pending = 0
+		case len(rec.Chunks) > 0:
+			st.trailing += delta // the previous chunk's, or a natural stop's EOS token
+		default:
+			st.pending += delta
+		}
+	}
+	if ci.finish != "" {
+		rec.FinishReason = ci.finish
+		st.finished = true
+	}
+	return true
+}
+
+// finish completes the record once the stream is over and drained:
+// token accounting and the checks on the whole stream. reads is the
+// number of reads that delivered the stream's bytes.
+func (st *streamState) finish(reads int) {
+	c, rec, req := st.c, st.rec, st.req
+	st.rs.Reads = int64(reads)
+	c.reads.add(st.rs)
+	if rec.Done == 0 {
+		rec.Done = c.since()
+	}
+	c.account(rec, st.haveUsage, st.usageOnAll && len(rec.Chunks) > 0, st.lastCompletion, st.trailing, st.info)
 	if rec.Error != record.OK {
 		return
 	}

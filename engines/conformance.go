@@ -250,7 +250,7 @@ func (c *Client) keepAlive(ctx context.Context, r *record.Record, info *streamIn
 		return ClosedByServer
 	case info.connClose:
 		return ConnectionClose
-	case info.conn == nil || !info.drained:
+	case info.connClosed == nil || !info.drained:
 		// Untracked, or the client abandoned the body (the transport then
 		// closes the connection itself): nothing to learn.
 		return KeepAliveUnknown
@@ -258,7 +258,7 @@ func (c *Client) keepAlive(ctx context.Context, r *record.Record, info *streamIn
 	t := time.NewTimer(KeepAliveWait)
 	defer t.Stop()
 	select {
-	case <-info.conn.closed:
+	case <-info.connClosed:
 		return ClosedByServer
 	case <-t.C:
 		return KeptAlive

@@ -78,6 +78,40 @@
 // timeout, and not the retry itself. With Options.Transport set nothing is
 // retried.
 //
+// # The epoll reader
+//
+// On Linux, a plain http:// engine without a proxy is not read through
+// net/http's transport but through the client's own HTTP/1.1 reader: one
+// goroutine (the reactor) waits in epoll_wait for any of the client's
+// connections to have bytes, reads each ready one once, and parses the
+// response head (with http.ReadResponse), the chunked framing (by
+// net/http's rules: FuzzH1Parser checks it against net/http on the same
+// bytes), the events and the records there and then. A token then costs
+// one read system call. net/http costs a read, a failed read (Go's poller
+// reads until EAGAIN before it parks a goroutine) and a goroutine wake-up
+// per token, and the layers of its body reader; on the paced per-token
+// server (BenchmarkPaced) the reactor cuts the client's CPU per token by
+// 36–46 %. The pool keeps
+// the transport's rules: Concurrency+4 connections, most recently idle
+// first, 10 s dials with TCP keep-alive, idle ones closed after 90 s or
+// as soon as the server closes them, the same single retry of a dead
+// kept-alive connection, a connection per request after
+// NewConnectionPerRequest, and at most 4 KiB and 100 ms of draining after
+// the stream. https, HTTP/2, Options.Transport, a proxy,
+// Options.NetHTTP or INFERBENCH_NET_HTTP=1 use net/http.
+//
+// The reactor stamps each read with the kernel's receive time of its
+// bytes (SO_TIMESTAMPNS: the time the last segment the read returned
+// reached the socket), not the time the read returned, so a reader that
+// is late (two cores shared with the engine, a burst of a thousand
+// streams' tokens) stamps nothing late. That lets it read late on
+// purpose: while events arrive faster than every 100 µs it lets them
+// gather for 100 µs and reads them in one wake-up (coalesceWindow), which
+// it never does when any read lacked a receive time. What a late reader
+// still cannot restore is the spacing of two events of one stream that
+// queued in its socket: both take the later one's time, and
+// ReadStats.Queued counts them.
+//
 // Every record says how its connection was obtained: ConnReused (it
 // carried an earlier request, counted on a wrapper around the dialled
 // net.Conn, since net/http's GotConnInfo.Reused is also true for a
@@ -98,9 +132,13 @@
 //   - GotConn: when the transport handed over the connection (0: none);
 //     GotConn − Sent is connection set-up or the wait for a connection.
 //   - Headers: when the response headers have arrived.
-//   - Chunk.At: when the Read that delivered the last byte of the event
-//     returned, before the event is decoded: decoding cost is not latency.
-//     Several events arriving in one Read share its time.
+//   - Chunk.At: when the bytes completing the event arrived: with the
+//     epoll reader, the kernel's receive time of the read that delivered
+//     them; with net/http, when that Read returned. Either is taken before
+//     the event is decoded (decoding cost is not latency), and several
+//     events arriving in one read share its time. Headers is stamped the
+//     same way by the epoll reader, so the head and a first event that
+//     came with it share a stamp.
 //   - Done: when data: [DONE] was read, or the stream ended, broke, timed out
 //     or was cancelled. After a clean end the client drains what follows for
 //     at most 100 ms (to keep the connection reusable), outside every timing

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,15 +38,20 @@ const pacedTokens = 256
 // (../testdata/vllm_style_client.py: threads and http.client).
 //
 // The interval of each case is one this 2-core host can keep with the
-// client beside it: every stream every 1 ms at 64 streams, every 10 ms at
-// 1,024 (the server then writes 102k tokens a second; every 1 ms would be
-// a million writes a second, which two cores cannot do while running the
-// client, and a lag measured against a server that fell behind its own
-// pace says nothing). target-tok/s is the pace asked for, tok/s what the
-// client received, step-ns the server's mean step period (the interval
-// when it kept the pace) and late-frac its steps that began more than an
-// interval late. PACED_CASES=streams:interval,... (e.g. 1024:5ms) runs
-// other cases.
+// client beside it: every stream every 1 ms at 64 streams, every 10 and
+// every 20 ms at 1,024 (the server then writes 102k and 51k tokens a
+// second; every 1 ms would be a million writes a second, which two cores
+// cannot do while running the client, and a lag measured against a server
+// that fell behind its own pace says nothing). At 10 ms vLLM's client
+// cannot keep up (vllm-tok/s below tok/s): its reads then return several
+// events and its cost per token falls, so the 20 ms case is the one where
+// both clients are measured at the same pace. target-tok/s is the pace
+// asked for, tok/s what the client received, step-ns the server's mean
+// step period (the interval when it kept the pace) and late-frac its steps
+// that began more than an interval late. PACED_CASES=streams:interval,...
+// (e.g. 1024:5ms) runs other cases; INFERBENCH_NET_HTTP=1 measures the
+// net/http path instead of the epoll reader, and PACED_COALESCE=DURATION
+// sets the epoll reader's coalescing window (0: none).
 //
 // Metrics: cpu-ns/tok, user-ns/tok, sys-ns/tok and tok/s of inferbench's
 // client; vllm-cpu-ns/tok and vllm-tok/s of vLLM's client, vllm-cpu-ratio
@@ -52,8 +59,11 @@ const pacedTokens = 256
 // cpu-ratio the same for the stdlib client; lag-p50-ns and lag-p99-ns,
 // the client's timestamp of each event minus the server's CLOCK_MONOTONIC
 // emit time just before the event's write (both sides calibrated to
-// clock_gettime); queued-frac, the output chunks that were already queued
-// behind an earlier one when read (ReadStats.Queued); events/read;
+// clock_gettime), and read-lag-p99-ns, the same for the time the event
+// was read (the epoll reader stamps the kernel's receive time, so the two
+// differ by how late it read); queued-frac, the output chunks that were
+// already queued behind an earlier one when read (ReadStats.Queued);
+// events/read; allocs/tok (the whole process's heap allocations);
 // server-cpu-ns/tok, the server process's CPU per token it wrote.
 //
 // PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out. vLLM's
@@ -62,6 +72,15 @@ func BenchmarkPaced(b *testing.B) {
 	cases, err := pacedCases(os.Getenv("PACED_CASES"))
 	if err != nil {
 		b.Fatal(err)
+	}
+	if v := os.Getenv("PACED_COALESCE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		old := coalesceWindow
+		coalesceWindow = d
+		b.Cleanup(func() { coalesceWindow = old })
 	}
 	for _, pc := range cases {
 		b.Run(fmt.Sprintf("streams=%d/interval=%v", pc.streams, pc.interval), func(b *testing.B) {
@@ -101,7 +120,7 @@ type pacedCase struct {
 
 // defaultPacedCases are BenchmarkPaced's cases (see there for the
 // intervals).
-var defaultPacedCases = []pacedCase{{64, time.Millisecond}, {256, 4 * time.Millisecond}, {1024, 10 * time.Millisecond}}
+var defaultPacedCases = []pacedCase{{64, time.Millisecond}, {1024, 10 * time.Millisecond}, {1024, 20 * time.Millisecond}}
 
 // pacedCases parses PACED_CASES ("64:1ms,1024:10ms"); "" is the default.
 func pacedCases(spec string) ([]pacedCase, error) {
@@ -137,8 +156,10 @@ func (r pacedRun) report(b *testing.B, pc pacedCase) {
 	}
 	b.ReportMetric(float64(r.lag.quantile(0.50)), "lag-p50-ns")
 	b.ReportMetric(float64(r.lag.quantile(0.99)), "lag-p99-ns")
+	b.ReportMetric(float64(r.readLag.quantile(0.99)), "read-lag-p99-ns")
 	b.ReportMetric(r.reads.QueuedFraction(), "queued-frac")
 	b.ReportMetric(r.reads.EventsPerRead(), "events/read")
+	b.ReportMetric(float64(r.allocs)/float64(r.tokens), "allocs/tok")
 }
 
 // BenchmarkPacedH2C is BenchmarkPaced over cleartext HTTP/2 (Options.HTTP2
@@ -163,9 +184,11 @@ type pacedRun struct {
 	cpu     cpu.Usage
 	tokens  int64
 	elapsed time.Duration
-	lag     *lagHist
+	lag     *lagHist // the record's stamp − the emit time
+	readLag *lagHist // the read's time − the emit time
 	reads   ReadStats
 	server  pacedserver.Stats // the server's counters over the run (inferbench's client only)
+	allocs  uint64            // heap allocations over the run (the whole process's)
 }
 
 func (r pacedRun) cpuPerTok() float64 {
@@ -179,11 +202,18 @@ func (r pacedRun) cpuPerTok() float64 {
 type lagHist struct {
 	bins [100_001]atomic.Int64
 	neg  atomic.Int64 // stamps before the emit time: a broken clock
+	min  atomic.Int64 // the most negative lag (0: none)
 }
 
 func (h *lagHist) add(ns int64) {
 	if ns < 0 {
 		h.neg.Add(1)
+		for {
+			m := h.min.Load()
+			if ns >= m || h.min.CompareAndSwap(m, ns) {
+				break
+			}
+		}
 		ns = 0
 	}
 	h.bins[min(ns/1000, int64(len(h.bins)-1))].Add(1)
@@ -238,11 +268,13 @@ func pacedGo(b *testing.B, url string, stats func() (pacedserver.Stats, error), 
 		b.Fatal(err)
 	}
 	defer c.Close()
-	var hist atomic.Pointer[lagHist]
+	var hist, readHist atomic.Pointer[lagHist]
 	hist.Store(new(lagHist))
-	c.eventHook = func(data []byte, at time.Duration) {
+	readHist.Store(new(lagHist))
+	c.eventHook = func(data []byte, at, readAt time.Duration) {
 		if m, ok := emitMono(data); ok {
 			hist.Load().add(off + int64(at) - m)
+			readHist.Load().add(off + int64(readAt) - m)
 		}
 	}
 	var failed atomic.Int64
@@ -268,11 +300,14 @@ func pacedGo(b *testing.B, url string, stats func() (pacedserver.Stats, error), 
 	}
 	run(1)
 	hist.Store(new(lagHist))
+	readHist.Store(new(lagHist))
 	rs0 := c.ReadStats()
 	s0, err := stats()
 	if err != nil {
 		b.Fatal(err)
 	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	u0, err := cpu.Self()
 	if err != nil {
 		b.Fatal(err)
@@ -281,6 +316,7 @@ func pacedGo(b *testing.B, url string, stats func() (pacedserver.Stats, error), 
 	tokens := run(rounds)
 	elapsed := time.Since(t0)
 	u1, _ := cpu.Self()
+	runtime.ReadMemStats(&m1)
 	s1, err := stats()
 	if err != nil {
 		b.Fatal(err)
@@ -290,11 +326,12 @@ func pacedGo(b *testing.B, url string, stats func() (pacedserver.Stats, error), 
 	}
 	h := hist.Load()
 	if n := h.neg.Load(); n > 0 {
-		b.Errorf("%d events were stamped before the server emitted them: the clocks disagree", n)
+		b.Errorf("%d events were stamped before the server emitted them, by up to %v: the clocks disagree", n, time.Duration(-h.min.Load()))
 	}
 	server := pacedserver.Stats{Tokens: s1.Tokens - s0.Tokens, Requests: s1.Requests - s0.Requests, LateSteps: s1.LateSteps - s0.LateSteps,
 		Steps: s1.Steps - s0.Steps, StepNanos: s1.StepNanos - s0.StepNanos, CPUNanos: s1.CPUNanos - s0.CPUNanos}
-	return pacedRun{cpu: u1.Sub(u0), tokens: tokens, elapsed: elapsed, lag: h, reads: c.ReadStats().Sub(rs0), server: server}
+	return pacedRun{cpu: u1.Sub(u0), tokens: tokens, elapsed: elapsed, lag: h, readLag: readHist.Load(), reads: c.ReadStats().Sub(rs0), server: server,
+		allocs: m1.Mallocs - m0.Mallocs}
 }
 
 // pacedPython runs the vLLM-style Python client (stdlib threads and
@@ -403,9 +440,17 @@ func startPacedProcess(tb testing.TB, args ...string) (string, func() (pacedserv
 	tb.Helper()
 	url := startChildServer(tb, "paced server process", pacedEnv+"="+strings.Join(args, " "))
 	statsURL := strings.TrimSuffix(url, "/v1/chat/completions") + "/stats"
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if slices.Contains(args, "-h2c") {
+		// The h2c server speaks HTTP/2 only, its stats too.
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		hc.Transport = &http.Transport{Protocols: &p}
+	}
+	tb.Cleanup(hc.CloseIdleConnections)
 	stats := func() (pacedserver.Stats, error) {
 		var st pacedserver.Stats
-		resp, err := http.Get(statsURL)
+		resp, err := hc.Get(statsURL)
 		if err != nil {
 			return st, fmt.Errorf("paced server stats: %w", err)
 		}

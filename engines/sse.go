@@ -36,6 +36,7 @@ type sseReader struct {
 	start, end int // unprocessed bytes are buf[start:end]
 	readAt     time.Duration
 	reads      int  // reads that returned bytes
+	pushSeq    int  // push mode: the seq of the last push
 	skipLF     bool // the previous line ended with '\r': a leading '\n' belongs to it
 	err        error
 
@@ -57,6 +58,7 @@ func (s *sseReader) reset(r io.Reader) {
 	s.start, s.end = 0, 0
 	s.readAt = 0
 	s.reads = 0
+	s.pushSeq = 0
 	s.skipLF = false
 	s.err = nil
 	s.resetEvent()
@@ -74,43 +76,88 @@ func (s *sseReader) resetEvent() {
 // stream it returns io.EOF (a clean end) or the read error.
 func (s *sseReader) Next() (data []byte, at time.Duration, err error) {
 	for {
-		// Process every complete line already buffered.
-		for s.start < s.end {
-			if s.skipLF {
-				s.skipLF = false
-				if s.buf[s.start] == '\n' {
-					s.start++
-					continue
-				}
-			}
-			rest := s.buf[s.start:s.end]
-			i := lineEnd(rest)
-			if i < 0 {
-				break // incomplete line: read more
-			}
-			line := rest[:i]
-			if rest[i] == '\r' {
-				s.skipLF = true
-			}
-			s.start += i + 1
-			if len(line) == 0 {
-				if s.dispatchable() {
-					d := s.eventData()
-					return d, s.readAt, nil
-				}
-				s.resetEvent()
-				continue
-			}
-			if err := s.field(line); err != nil {
-				return nil, s.readAt, err
-			}
-		}
-		if s.err != nil {
-			return nil, s.readAt, s.err
+		data, at, ok, err := s.next()
+		if ok || err != nil {
+			return data, at, err
 		}
 		if err := s.fill(); err != nil {
 			s.err = err
 		}
+	}
+}
+
+// next returns the next event among the bytes already buffered (ok), or
+// the stream's end once no complete event is left (err: io.EOF or the
+// read error), or neither when it needs more bytes (fill, or push in push
+// mode).
+func (s *sseReader) next() (data []byte, at time.Duration, ok bool, err error) {
+	// Process every complete line already buffered.
+	for s.start < s.end {
+		if s.skipLF {
+			s.skipLF = false
+			if s.buf[s.start] == '\n' {
+				s.start++
+				continue
+			}
+		}
+		rest := s.buf[s.start:s.end]
+		i := lineEnd(rest)
+		if i < 0 {
+			break // incomplete line: read more
+		}
+		line := rest[:i]
+		if rest[i] == '\r' {
+			s.skipLF = true
+		}
+		s.start += i + 1
+		if len(line) == 0 {
+			if s.dispatchable() {
+				return s.eventData(), s.readAt, true, nil
+			}
+			s.resetEvent()
+			continue
+		}
+		if err := s.field(line); err != nil {
+			return nil, s.readAt, false, err
+		}
+	}
+	if s.err != nil {
+		return nil, s.readAt, false, s.err
+	}
+	return nil, 0, false, nil
+}
+
+// push is fill for push mode (no reader: the caller reads): it appends p,
+// body bytes delivered by the read numbered seq (reads with the same seq
+// count once), stamped at. Take the events it completes with next before
+// pushing more, or they take the later read's stamp.
+func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if seq != s.pushSeq {
+		s.pushSeq = seq
+		s.reads++
+	}
+	s.readAt = at
+	for len(p) > 0 {
+		if err := s.room(); err != nil {
+			return err
+		}
+		n := copy(s.buf[s.end:], p)
+		s.end += n
+		p = p[n:]
+	}
+	return nil
+}
+
+// finish marks the end of the stream in push mode: err is io.EOF for a clean
+// end, or what broke it, at the time at; next returns it (stamped at) once
+// the buffered events are taken.
+func (s *sseReader) finish(err error, at time.Duration) {
+	if s.err == nil {
+		s.err = err
+		s.readAt = at
 	}
 }
 
@@ -190,9 +237,9 @@ func (s *sseReader) field(line []byte) error {
 	return nil
 }
 
-// fill reads more bytes, compacting or growing the buffer first, and stamps
-// the read.
-func (s *sseReader) fill() error {
+// room makes space at the end of the buffer: it compacts, or grows the
+// buffer when it is full of one event.
+func (s *sseReader) room() error {
 	if s.start > 0 {
 		if s.single != nil {
 			// The pending one-line event's bytes are about to move.
@@ -209,6 +256,15 @@ func (s *sseReader) fill() error {
 		nb := make([]byte, 2*len(s.buf))
 		copy(nb, s.buf[:s.end])
 		s.buf = nb
+	}
+	return nil
+}
+
+// fill reads more bytes, compacting or growing the buffer first, and stamps
+// the read.
+func (s *sseReader) fill() error {
+	if err := s.room(); err != nil {
+		return err
 	}
 	for range 100 {
 		n, err := s.r.Read(s.buf[s.end:])

@@ -32,7 +32,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/inferbench/inferbench/internal/cpu"
@@ -581,20 +580,6 @@ func (sh *shard) run() {
 // a server pacing every stream every millisecond on them stepped every
 // 1.3 ms; a nanosleep wakes within tens of microseconds.
 const coarseWait = 2 * time.Millisecond
-
-// sleepUntil sleeps the calling thread until t, in a nanosleep system
-// call (at most coarseWait plus Go's timer lateness, so Close waits for
-// no long sleep).
-func sleepUntil(t time.Time) {
-	for {
-		d := time.Until(t)
-		if d <= 0 {
-			return
-		}
-		ts := syscall.NsecToTimespec(int64(d))
-		_ = syscall.Nanosleep(&ts, nil) // EINTR: loop and sleep the rest
-	}
-}
 
 // Main runs the server as a program: it parses args (-addr, -interval,
 // -shards, -h2c), prints the chat URL as the first line of stdout, and serves
