@@ -63,7 +63,10 @@ const (
 // Chunk is one SSE event that carried output (content or reasoning text).
 // Role-only, usage-only and empty events are not chunks.
 type Chunk struct {
-	// At is when the bytes completing this event were read (offset from the epoch).
+	// At is when the bytes completing this event arrived (offset from the
+	// epoch): the kernel's receive time of the read that delivered them with
+	// the Linux epoll reader over HTTP/1.1, else when that read returned
+	// (net/http: https, HTTP/2, proxies, INFERBENCH_NET_HTTP=1).
 	At time.Duration `json:"at_ns"`
 	// Tokens is the number of output tokens the event carried; 0 means unknown.
 	Tokens int `json:"tokens"`
