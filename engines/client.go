@@ -473,18 +473,24 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 	}
 	defer resp.Body.Close()
 	rec.Headers = c.since()
-	rec.Status = resp.StatusCode
-	info.contentType = resp.Header.Get("Content-Type")
-	info.simulated = resp.Header.Get(SimulatedHeader) != ""
-	info.server = resp.Header.Get("Server")
-	info.keepAlive = resp.Header.Get("Keep-Alive")
-	info.connClose = resp.Close
+	noteHead(resp, rec, info)
 
 	if !streamable(resp.StatusCode, info.contentType) {
 		c.failResponse(rec, resp.StatusCode, resp.Header, resp.Body)
 		return
 	}
 	c.readStream(ctx, req, resp.Body, rec, info, stopReq)
+}
+
+// noteHead takes what the record and the preflight keep of a response
+// head, for both readers (net/http here, the epoll reader's h1stream.head).
+func noteHead(resp *http.Response, rec *record.Record, info *streamInfo) {
+	rec.Status = resp.StatusCode
+	info.contentType = resp.Header.Get("Content-Type")
+	info.simulated = resp.Header.Get(SimulatedHeader) != ""
+	info.server = resp.Header.Get("Server")
+	info.keepAlive = resp.Header.Get("Keep-Alive")
+	info.connClose = resp.Close
 }
 
 // streamable reports whether a response's status and Content-Type make

@@ -449,12 +449,7 @@ func (s *h1stream) bytes(b []byte, at, readAt time.Duration, seq int) {
 func (s *h1stream) head() {
 	resp, rec, info := s.p.resp, s.rec, s.info
 	rec.Headers = s.at
-	rec.Status = resp.StatusCode
-	info.contentType = resp.Header.Get("Content-Type")
-	info.simulated = resp.Header.Get(SimulatedHeader) != ""
-	info.server = resp.Header.Get("Server")
-	info.keepAlive = resp.Header.Get("Keep-Alive")
-	info.connClose = resp.Close
+	noteHead(resp, rec, info)
 	if !streamable(resp.StatusCode, info.contentType) {
 		s.phase = phErrBody
 		return
