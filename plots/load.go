@@ -1,6 +1,7 @@
 package plots
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -170,38 +171,30 @@ func (d *Data) HasRateUnit(unit string) bool {
 
 // Rates returns the open-loop rates present for any engine, sorted.
 func (d *Data) Rates() []float64 {
-	seen := map[float64]bool{}
-	for _, byEngine := range d.rateSeries {
-		for _, pts := range byEngine {
-			for _, p := range pts {
-				seen[p.Rate] = true
-			}
-		}
-	}
-	rates := make([]float64, 0, len(seen))
-	for r := range seen {
-		rates = append(rates, r)
-	}
-	sort.Float64s(rates)
-	return rates
+	return present(d.rateSeries, func(p Point) float64 { return p.Rate })
 }
 
 // Levels returns the concurrency levels present for any engine, sorted.
 func (d *Data) Levels() []int {
-	seen := map[int]bool{}
-	for _, byEngine := range d.series {
+	return present(d.series, func(p Point) int { return p.Concurrency })
+}
+
+// present is the sorted set of key(p) over every point of series.
+func present[K cmp.Ordered](series map[string]map[string][]Point, key func(Point) K) []K {
+	seen := map[K]bool{}
+	for _, byEngine := range series {
 		for _, pts := range byEngine {
 			for _, p := range pts {
-				seen[p.Concurrency] = true
+				seen[key(p)] = true
 			}
 		}
 	}
-	levels := make([]int, 0, len(seen))
-	for c := range seen {
-		levels = append(levels, c)
+	keys := make([]K, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
 	}
-	sort.Ints(levels)
-	return levels
+	slices.Sort(keys)
+	return keys
 }
 
 // SampleRange returns the smallest and largest number of samples of any
