@@ -233,13 +233,7 @@ func readResults(path string) (map[int]*benchfmt.Result, error) {
 		case *benchfmt.SyntaxError:
 			return nil, fmt.Errorf("%s: %w", path, rec)
 		case *benchfmt.Result:
-			_, parts := rec.Name.Parts()
-			c := 0
-			for _, p := range parts {
-				if _, err := fmt.Sscanf(string(p), "/concurrency=%d", &c); err == nil {
-					break
-				}
-			}
+			c := levelOf(rec)
 			if c == 0 {
 				return nil, fmt.Errorf("%s: result %s has no /concurrency=N", path, rec.Name.Full())
 			}
@@ -268,13 +262,7 @@ func readTokS(path string) (map[int][]float64, error) {
 		if !ok {
 			continue
 		}
-		c := 0
-		_, parts := res.Name.Parts()
-		for _, p := range parts {
-			if _, err := fmt.Sscanf(string(p), "/concurrency=%d", &c); err == nil {
-				break
-			}
-		}
+		c := levelOf(res)
 		for _, v := range res.Values {
 			if v.Unit == "tok/s" || v.OrigUnit == "tok/s" {
 				out[c] = append(out[c], v.Value)
@@ -282,6 +270,19 @@ func readTokS(path string) (map[int][]float64, error) {
 		}
 	}
 	return out, r.Err()
+}
+
+// levelOf is the N of a result's "/concurrency=N" name part, wherever it
+// stands; 0 when it has none.
+func levelOf(res *benchfmt.Result) int {
+	_, parts := res.Name.Parts()
+	for _, p := range parts {
+		c := 0
+		if _, err := fmt.Sscanf(string(p), "/concurrency=%d", &c); err == nil {
+			return c
+		}
+	}
+	return 0
 }
 
 func readRecords(path string) ([]record.Record, error) {
