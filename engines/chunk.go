@@ -2,9 +2,11 @@ package engines
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -92,6 +94,13 @@ func (s *scanner) fail(what string) error {
 }
 
 func (s *scanner) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // compact JSON: the common case, and inlined
+	}
+	s.wsSlow()
+}
+
+func (s *scanner) wsSlow() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -103,14 +112,19 @@ func (s *scanner) ws() {
 }
 
 func (s *scanner) expect(c byte) error {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return nil
+	}
+	return s.expectFail(c)
+}
+
+// expectFail is expect's error, out of line so that expect inlines.
+func (s *scanner) expectFail(c byte) error {
 	if s.i >= len(s.b) {
 		return s.fail("unexpected end")
 	}
-	if s.b[s.i] != c {
-		return s.fail(fmt.Sprintf("want %q", c))
-	}
-	s.i++
-	return nil
+	return s.fail(fmt.Sprintf("want %q", c))
 }
 
 // nextKey advances to the next member of an object whose '{' was consumed;
@@ -167,51 +181,68 @@ func (s *scanner) str() ([]byte, error) {
 	if err := s.expect('"'); err != nil {
 		return nil, err
 	}
-	start := s.i
-	for s.i < len(s.b) {
-		// Plain bytes in bulk: the common case is a run of them up to
-		// the closing quote.
-		// (Locals, so that the loop runs in registers.)
-		b, i := s.b, s.i
+	b, i := s.b, s.i // locals, so that the loops run in registers
+	start := i
+	for {
+		// Plain bytes in bulk, eight at a time (the common case is a
+		// run of them up to the closing quote), then one at a time.
+		for i+8 <= len(b) {
+			if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
 		for i < len(b) && plainStr[b[i]] {
 			i++
 		}
-		s.i = i
-		if s.i == len(s.b) {
-			break
+		if i == len(b) {
+			s.i = i
+			return nil, s.fail("unterminated string")
 		}
-		c := s.b[s.i]
-		switch {
+		switch c := b[i]; {
 		case c == '"':
-			raw := s.b[start:s.i]
-			s.i++
-			return raw, nil
+			s.i = i + 1
+			return b[start:i], nil
 		case c == '\\':
-			s.i++
-			if s.i >= len(s.b) {
+			i++
+			if i >= len(b) {
+				s.i = i
 				return nil, s.fail("unexpected end in string escape")
 			}
-			switch s.b[s.i] {
+			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
+				i++
 			case 'u':
-				s.i++
+				i++
 				for k := 0; k < 4; k++ {
-					if s.i >= len(s.b) || !isHex(s.b[s.i]) {
+					if i >= len(b) || !isHex(b[i]) {
+						s.i = i
 						return nil, s.fail("bad \\u escape")
 					}
-					s.i++
+					i++
 				}
 			default:
+				s.i = i
 				return nil, s.fail("bad escape")
 			}
-		case c < 0x20:
+		default: // c < 0x20
+			s.i = i
 			return nil, s.fail("control character in string")
-		default:
-			s.i++
 		}
 	}
-	return nil, s.fail("unterminated string")
+}
+
+// special8 flags, in the top bit of each byte, the bytes of w (eight
+// bytes, the first in the low bits) that end a string's plain run: a
+// quote, a backslash or a control character (< 0x20). Only its lowest
+// flag is exact (a borrow can flag bytes above a flagged one), which is
+// the one str uses: the classic SWAR zero-byte test, one word at a time.
+func special8(w uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (lo * '"')
+	bs := w ^ (lo * '\\')
+	return ((q-lo)&^q | (bs-lo)&^bs | (w-lo*0x20)&^w) & hi
 }
 
 // plainStr marks the bytes a JSON string holds as they are: everything

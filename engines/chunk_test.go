@@ -2,7 +2,10 @@ package engines
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -181,6 +184,51 @@ func refChunk(b []byte) (chunkInfo, bool) {
 	return ci, true
 }
 
+// TestSpecial8 checks the word-at-a-time test str uses against the
+// byte table, for every byte value at every position of a word whose
+// other bytes are plain (before it) or anything (after it: only the
+// lowest flag counts). On a special8 that tested "< 0x20" with the
+// borrow in the wrong direction, control characters after byte 0 go
+// unseen and this fails.
+func TestSpecial8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	plain := func() byte {
+		for {
+			if c := byte(rng.IntN(256)); plainStr[c] {
+				return c
+			}
+		}
+	}
+	for c := range 256 {
+		for pos := range 8 {
+			for range 20 {
+				var w [8]byte
+				for k := range w {
+					switch {
+					case k < pos:
+						w[k] = plain()
+					case k == pos:
+						w[k] = byte(c)
+					default:
+						w[k] = byte(rng.IntN(256))
+					}
+				}
+				m := special8(binary.LittleEndian.Uint64(w[:]))
+				if plainStr[c] {
+					// No special byte up to pos: the lowest flag, if
+					// any, is above it.
+					if m != 0 {
+						require.Greater(t, bits.TrailingZeros64(m)>>3, pos, "%q", w)
+					}
+					continue
+				}
+				require.NotZero(t, m, "%q", w)
+				require.Equal(t, pos, bits.TrailingZeros64(m)>>3, "%q", w)
+			}
+		}
+	}
+}
+
 func FuzzChunk(f *testing.F) {
 	f.Add([]byte(`{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`))
 	f.Add([]byte(`{"choices":[{"delta":{"content":"Hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":2}}`))
@@ -190,6 +238,11 @@ func FuzzChunk(f *testing.F) {
 	f.Add([]byte(`{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":8}}}`))
 	f.Add([]byte(`{"usage":{"prompt_tokens_details":{"cached_tokens":null,"x":[{}]}}}`))
 	f.Add([]byte(`{"a":[1,-2.5e+3,true,null,"\u00e9"]}`))
+	// Strings that cross eight-byte words, with the quote, an escape
+	// or a control character at every offset of a word.
+	f.Add([]byte(`{"choices":[{"delta":{"content":"abcdefghijklmnopq\"rst\\uvw\u00e9xyz0123456789"}}]}`))
+	f.Add([]byte("{\"choices\":[{\"delta\":{\"content\":\"abcdefghijk\x01lmnop\"}}]}"))
+	f.Add([]byte("{\"choices\":[{\"delta\":{\"content\":\"abcdefghijklmnop\xc3\xa9\xff\x7f\"}}]}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var got chunkInfo
 		err := parseChunk(in, &got)
