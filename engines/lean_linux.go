@@ -463,12 +463,18 @@ func (s *h1stream) head() {
 func (s *h1stream) body(p []byte) error {
 	switch s.phase {
 	case phSSE:
-		if err := s.sr.push(p, s.at, s.seq); err != nil {
+		err := s.sr.push(p, s.at, s.seq)
+		if err == nil {
+			s.events() // p is read in place (sseReader.push)
+			if s.sr != nil {
+				err = s.sr.settle()
+			}
+		}
+		if err != nil {
 			s.ss.end(s.ctx, err, s.at)
 			s.end(false)
 			return errStop
 		}
-		s.events()
 	case phDrain:
 		if s.drained += len(p); s.drained > drainMax {
 			s.end(false)

@@ -44,6 +44,10 @@ type sseReader struct {
 	hasData bool   // a data field was seen in the current event
 	single  []byte // the current event's only data line, still inside buf
 	nData   int    // data lines in the current event
+
+	// own is the reader's buffer while buf is the caller's bytes (push
+	// mode, see push); nil when buf is its own.
+	own []byte
 }
 
 func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseReader {
@@ -54,6 +58,10 @@ func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseRead
 }
 
 func (s *sseReader) reset(r io.Reader) {
+	if s.own != nil {
+		s.buf, s.own = s.own, nil
+		s.single = nil
+	}
 	s.r = r
 	s.start, s.end = 0, 0
 	s.readAt = 0
@@ -140,6 +148,16 @@ func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
 		s.reads++
 	}
 	s.readAt = at
+	if err := s.settle(); err != nil {
+		return err
+	}
+	if s.start == s.end {
+		// Nothing is pending: read the events in p where it is, and
+		// copy only what is left of them when the caller settles.
+		s.own, s.buf = s.buf, p
+		s.start, s.end = 0, len(p)
+		return nil
+	}
 	for len(p) > 0 {
 		if err := s.room(); err != nil {
 			return err
@@ -147,6 +165,31 @@ func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
 		n := copy(s.buf[s.end:], p)
 		s.end += n
 		p = p[n:]
+	}
+	return nil
+}
+
+// settle ends push's use of the caller's bytes: what next has not taken
+// of them (an unfinished line, the pending event's data line) is copied
+// into the reader's buffer. Call it before those bytes change.
+func (s *sseReader) settle() error {
+	if s.own == nil {
+		return nil
+	}
+	rest := s.buf[s.start:s.end]
+	if s.single != nil {
+		s.data = append(s.data[:0], s.single...)
+		s.single = nil
+	}
+	s.buf, s.own = s.own, nil
+	s.start, s.end = 0, 0
+	for len(rest) > 0 {
+		if err := s.room(); err != nil {
+			return err
+		}
+		n := copy(s.buf[s.end:], rest)
+		s.end += n
+		rest = rest[n:]
 	}
 	return nil
 }

@@ -183,3 +183,86 @@ func FuzzSSE(f *testing.F) {
 		assert.Equal(t, refSplit(string(in)), data)
 	})
 }
+
+// collectPushed feeds in to a push-mode reader (as the epoll reader does)
+// in pieces of n bytes, each in a scratch buffer that is overwritten once
+// the reader has settled, and returns the events and their read numbers:
+// an event whose data still pointed into an earlier read's bytes would
+// come out as garbage.
+func collectPushed(t *testing.T, in []byte, n int) []sseEvent {
+	t.Helper()
+	sr := newSSEReader(nil, nil, 8)
+	scratch := make([]byte, n)
+	var out []sseEvent
+	take := func() {
+		for {
+			d, at, ok, err := sr.next()
+			if !ok {
+				if err != nil {
+					require.ErrorIs(t, err, io.EOF)
+				}
+				return
+			}
+			out = append(out, sseEvent{string(d), at})
+		}
+	}
+	seq := 0
+	for i := 0; i < len(in); i += n {
+		seq++
+		p := scratch[:copy(scratch, in[i:min(i+n, len(in))])]
+		require.NoError(t, sr.push(p, time.Duration(seq), seq))
+		take()
+		require.NoError(t, sr.settle())
+		for k := range scratch {
+			scratch[k] = 'X'
+		}
+	}
+	sr.finish(io.EOF, time.Duration(seq+1))
+	take()
+	return out
+}
+
+// TestSSEPushInPlace: push mode reads events where the caller's bytes
+// are and keeps only what is unfinished; the events and their stamps are
+// those of the pull reader on the same pieces. On a settle that left the
+// pending data line pointing into the caller's bytes, "pending data line"
+// returns the scribbled bytes.
+func TestSSEPushInPlace(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		step int
+		want []sseEvent
+	}{
+		// Whole events in each read: read in place.
+		{"whole events", "data: a\n\ndata: b\n\n", 9, []sseEvent{{"a", 1}, {"b", 2}}},
+		// An event split inside its data line.
+		{"split data line", "data: hello\n\n", 8, []sseEvent{{"hello", 2}}},
+		// The data line complete, the blank line in the next read.
+		{"pending data line", "data: hello\ndata: world\n\n", 12, []sseEvent{{"hello\nworld", 3}}},
+		// CR at the end of one read, LF at the start of the next.
+		{"crlf split", "data: a\r\n\r\ndata: b\r\n\r\n", 8, []sseEvent{{"a", 2}, {"b", 3}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, collectPushed(t, []byte(tt.in), tt.step))
+		})
+	}
+}
+
+// FuzzSSEPush checks push mode (in place, settled after every read, the
+// caller's bytes scribbled after) against the reference split.
+func FuzzSSEPush(f *testing.F) {
+	f.Add([]byte("data: {\"a\":1}\n\n"), uint8(3))
+	f.Add([]byte("data: a\r\ndata: b\r\n\r\n: c\n\n"), uint8(1))
+	f.Add([]byte("data: a\r\rdata\n\nevent: x\ndata:  y\n\n"), uint8(2))
+	f.Add([]byte("data: [DONE]\n\ndata: tail"), uint8(7))
+	f.Add([]byte("data: hello\ndata: world\n\n"), uint8(11))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		var data []string
+		for _, e := range collectPushed(t, in, int(step)+1) {
+			data = append(data, e.data)
+		}
+		assert.Equal(t, refSplit(string(in)), data)
+	})
+}
