@@ -159,7 +159,7 @@ func (r *reactor) loop() {
 			// every stamp exact; only the reading is later.
 			ts := unix.NsecToTimespec(int64(w))
 			_ = unix.Nanosleep(&ts, nil)
-			n, err = unix.EpollWait(r.epfd, r.events, 0)
+			n, err = epollPoll(r.epfd, r.events)
 		}
 		if n <= 0 {
 			t0 := time.Now()
@@ -360,8 +360,11 @@ var errUnsolicited = errors.New("unsolicited response bytes on an idle connectio
 // the kernel's receive time when the connection asked for it.
 func (r *reactor) read(conn *h1conn) (int, int64, error) {
 	if !conn.rxStamps {
-		n, err := unix.Read(conn.fd, r.buf)
-		return max(n, 0), 0, err
+		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(conn.fd), uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+		if e != 0 {
+			return 0, 0, e
+		}
+		return int(n), 0, nil
 	}
 	return r.rx.read(conn.fd, r.buf)
 }
@@ -389,6 +392,20 @@ func (r *reactor) stampAt(st *h1stream, rxNs int64, now time.Time, readAt time.D
 	return max(at, st.wrote)
 }
 
+// The loop's reads and its zero-timeout waits are raw system calls: the
+// descriptors are non-blocking, so none can block, and the scheduler's
+// bookkeeping around a call (entersyscall, exitsyscall) cost more than a
+// tenth of a token's user time.
+
+// epollPoll is epoll_wait with a zero timeout (it returns at once).
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
 // rxReader reads with recvmsg and takes the SO_TIMESTAMPNS control
 // message: the time the kernel received the last segment the read
 // returned. Its header and buffers are reused (the loop only).
@@ -405,7 +422,7 @@ func (x *rxReader) read(fd int, p []byte) (int, int64, error) {
 	x.hdr.SetIovlen(1)
 	x.hdr.Control = &x.oob[0]
 	x.hdr.SetControllen(len(x.oob))
-	n, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&x.hdr)), 0)
+	n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&x.hdr)), 0)
 	if e != 0 {
 		return 0, 0, e
 	}
