@@ -27,6 +27,7 @@ type h1Parser struct {
 	line   []byte         // chunked: a size line, the CRLF after a chunk's data, or the trailer, so far
 	excess int64          // chunked: framing bytes beyond what the data justifies
 	extra  bool           // bytes already taken in follow the response's end
+	lineOK bool           // the current head's status line is in and parses
 }
 
 type h1State uint8
@@ -159,6 +160,18 @@ func (p *h1Parser) feedHead(b []byte) (int, bool, error) {
 			break
 		}
 	}
+	if end < 0 && !p.lineOK {
+		// A status line that is not HTTP fails now, as net/http's does
+		// (it reads that line first), not when a blank line comes: a
+		// peer that speaks another protocol may never send one.
+		if i := bytes.IndexByte(p.head, '\n'); i >= 0 {
+			first := append(p.head[:i+1:i+1], "\r\n"...)
+			if _, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(first)), nil); err != nil {
+				return len(b), false, err
+			}
+			p.lineOK = true
+		}
+	}
 	if end < 0 {
 		if len(p.head) > maxHeadBytes {
 			return len(b), false, fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxHeadBytes)
@@ -172,6 +185,7 @@ func (p *h1Parser) feedHead(b []byte) (int, bool, error) {
 		return used, false, err
 	}
 	p.head = p.head[:0]
+	p.lineOK = false
 	switch code := resp.StatusCode; {
 	case code == http.StatusSwitchingProtocols:
 		return used, false, errors.New("unexpected 101 Switching Protocols to a POST that asked for no upgrade")

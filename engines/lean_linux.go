@@ -174,12 +174,14 @@ func (t *leanTransport) notify() {
 func (t *leanTransport) get(ctx context.Context, rec *record.Record, fresh bool) (*h1conn, error) {
 	for {
 		t.mu.Lock()
-		fresh = fresh || t.fresh
-		for len(t.idle) > 0 {
+		// A fresh connection (a retry, or one per request) leaves the
+		// idle ones to other requests.
+		mustDial := fresh || t.fresh
+		for !mustDial && len(t.idle) > 0 {
 			conn := t.idle[len(t.idle)-1]
 			t.idle = t.idle[:len(t.idle)-1]
 			conn.inPool = false
-			if fresh || conn.deadErr != nil || time.Since(conn.idleSince) > idleConnTimeout {
+			if conn.deadErr != nil || time.Since(conn.idleSince) > idleConnTimeout {
 				t.total--
 				t.r.command(reactorCmd{conn: conn})
 				continue
@@ -201,6 +203,16 @@ func (t *leanTransport) get(ctx context.Context, rec *record.Record, fresh bool)
 			}
 			conn.uses = 1
 			return conn, nil
+		}
+		if mustDial && len(t.idle) > 0 {
+			// At the limit: the oldest idle connection makes room.
+			conn := t.idle[0]
+			t.idle = t.idle[1:]
+			conn.inPool = false
+			t.total--
+			t.r.command(reactorCmd{conn: conn})
+			t.mu.Unlock()
+			continue
 		}
 		w := make(chan struct{})
 		t.waiters = append(t.waiters, w)
@@ -379,8 +391,11 @@ func (t *leanTransport) do(ctx context.Context, req Request, rec *record.Record,
 			conn.st = st
 		}
 		t.mu.Unlock()
+		wroteAll := false // a connection is reused only after its whole request went out
 		if dead == nil {
-			if err := sendAll(conn.fd, msg, st.done, ctx.Done()); err != nil && err != errAbandoned {
+			err := sendAll(conn.fd, msg, st.done, ctx.Done())
+			wroteAll = err == nil
+			if err != nil && err != errAbandoned {
 				t.r.command(reactorCmd{st: st, cause: &net.OpError{Op: "write", Net: "tcp", Source: conn.local, Addr: conn.remote, Err: err}})
 			}
 			select {
@@ -392,7 +407,7 @@ func (t *leanTransport) do(ctx context.Context, req Request, rec *record.Record,
 		} else {
 			st.deadReuse, st.cause = rec.ConnReused, dead
 		}
-		t.release(conn, st.reusable)
+		t.release(conn, st.reusable && wroteAll)
 		if st.deadReuse && attempt == 0 && ctx.Err() == nil {
 			rec.Retried = true
 			continue
@@ -472,6 +487,12 @@ func (s *h1stream) body(p []byte) error {
 		}
 		if err != nil {
 			s.ss.end(s.ctx, err, s.at)
+			s.end(false)
+			return errStop
+		}
+		if s.phase == phDrain && s.drainBy.IsZero() {
+			// The events ended on a verdict about their bytes (an event
+			// too large), not on [DONE]: the rest is not waited for.
 			s.end(false)
 			return errStop
 		}

@@ -37,6 +37,7 @@ type reactor struct {
 	free    []int32
 	nconns  int
 	cmds    []reactorCmd
+	gen     int32 // registrations so far: a slot's events carry theirs
 
 	// Owned by the loop goroutine.
 	events   []unix.EpollEvent
@@ -93,7 +94,8 @@ func (r *reactor) register(conn *h1conn) error {
 		r.slots = append(r.slots, nil)
 	}
 	conn.slot = slot
-	conn.gen++
+	r.gen++
+	conn.gen = r.gen
 	// Level-triggered: each ready connection is read once per wait, and
 	// what is left (bytes, or an end that came with them) is reported by
 	// the next. Edge-triggered would need a read until EAGAIN after every
@@ -297,14 +299,16 @@ func (r *reactor) closeConn(conn *h1conn) {
 }
 
 // quiet stops the loop hearing from a connection that has ended (its
-// descriptor stays readable at EOF) until its holder releases it.
+// descriptor stays readable at EOF) until its holder releases it and it
+// is closed: it leaves the epoll set (an empty event mask would still
+// report a hang-up or an error at every wait). A quiet connection is
+// never reused.
 func (r *reactor) quiet(conn *h1conn) {
 	if conn.quiet || conn.closedByLoop {
 		return
 	}
 	conn.quiet = true
-	ev := unix.EpollEvent{Fd: conn.slot, Pad: conn.gen}
-	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_MOD, conn.fd, &ev)
+	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, conn.fd, nil)
 }
 
 // readConn reads a ready connection once and hands the bytes on.
