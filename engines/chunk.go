@@ -44,145 +44,141 @@ var errSyntax = errors.New("invalid JSON")
 
 const maxDepth = 256
 
+// The scanner's functions take the text and the index to scan from and
+// return the index after what they consumed (on an error, where it was
+// found), so that the index stays in a register across the calls.
+
 // parseChunk decodes data into ci. It accepts exactly the JSON text that
 // encoding/json accepts (objects only at the top level), ignores unknown
 // fields, and matches field names exactly (case-sensitively).
 func parseChunk(data []byte, ci *chunkInfo) error {
 	*ci = chunkInfo{}
-	s := scanner{b: data}
-	s.ws()
-	if err := s.expect('{'); err != nil {
-		return err
+	b := data
+	i := ws(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return expectErr(b, i, '{')
 	}
-	n := 0
-	for {
-		key, ok, err := s.nextKey(&n, '}')
-		if err != nil {
+	i++
+	var key []byte
+	var more bool
+	var err error
+	for n := 0; ; n++ {
+		if i, key, more, err = member(b, i, n); err != nil {
 			return err
 		}
-		if !ok {
+		if !more {
 			break
 		}
 		switch string(key) {
 		case "choices":
-			err = s.choices(ci)
+			i, err = choices(b, i, ci)
 		case "usage":
-			err = s.usage(ci)
+			i, err = usage(b, i, ci)
 		case "error":
-			err = s.errorField(ci)
+			i, err = errorField(b, i, ci)
 		default:
-			err = s.skip(0)
+			i, err = skip(b, i, 0)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return s.fail("data after the top-level object")
+	if i = ws(b, i); i != len(b) {
+		return synErr(i, "data after the top-level object")
 	}
 	return nil
 }
 
-type scanner struct {
-	b []byte
-	i int
+// synErr is a syntax error at byte i.
+func synErr(i int, what string) error {
+	return fmt.Errorf("%w at byte %d: %s", errSyntax, i, what)
 }
 
-func (s *scanner) fail(what string) error {
-	return fmt.Errorf("%w at byte %d: %s", errSyntax, s.i, what)
-}
-
-func (s *scanner) ws() {
-	if s.i < len(s.b) && s.b[s.i] > ' ' {
-		return // compact JSON: the common case, and inlined
+// expectErr is the error where c was wanted at byte i.
+func expectErr(b []byte, i int, c byte) error {
+	if i >= len(b) {
+		return synErr(i, "unexpected end")
 	}
-	s.wsSlow()
+	return synErr(i, fmt.Sprintf("want %q", c))
 }
 
-func (s *scanner) wsSlow() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
+// ws skips whitespace.
+func ws(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i // compact JSON: the common case, and inlined
+	}
+	return wsSlow(b, i)
+}
+
+func wsSlow(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
 		case ' ', '\t', '\n', '\r':
-			s.i++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
-func (s *scanner) expect(c byte) error {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return nil
+// member advances to the next member of an object whose '{' was consumed
+// and of which n members were read: it returns the index of the member's
+// value and its key (raw, still escaped), or more=false after the closing
+// brace.
+func member(b []byte, i, n int) (int, []byte, bool, error) {
+	i = ws(b, i)
+	if i >= len(b) {
+		return i, nil, false, synErr(i, "unexpected end in object")
 	}
-	return s.expectFail(c)
-}
-
-// expectFail is expect's error, out of line so that expect inlines.
-func (s *scanner) expectFail(c byte) error {
-	if s.i >= len(s.b) {
-		return s.fail("unexpected end")
+	if b[i] == '}' {
+		return i + 1, nil, false, nil
 	}
-	return s.fail(fmt.Sprintf("want %q", c))
-}
-
-// nextKey advances to the next member of an object whose '{' was consumed;
-// *n counts the members seen. It returns ok=false after the closing brace.
-func (s *scanner) nextKey(n *int, closer byte) (key []byte, ok bool, err error) {
-	s.ws()
-	if s.i >= len(s.b) {
-		return nil, false, s.fail("unexpected end in object")
-	}
-	if s.b[s.i] == closer {
-		s.i++
-		return nil, false, nil
-	}
-	if *n > 0 {
-		if err := s.expect(','); err != nil {
-			return nil, false, err
+	if n > 0 {
+		if b[i] != ',' {
+			return i, nil, false, expectErr(b, i, ',')
 		}
-		s.ws()
+		i = ws(b, i+1)
 	}
-	*n++
-	if key, err = s.str(); err != nil {
-		return nil, false, err
+	start := i + 1
+	i, err := str(b, i)
+	if err != nil {
+		return i, nil, false, err
 	}
-	s.ws()
-	if err := s.expect(':'); err != nil {
-		return nil, false, err
+	key := b[start : i-1]
+	if i = ws(b, i); i >= len(b) || b[i] != ':' {
+		return i, nil, false, expectErr(b, i, ':')
 	}
-	s.ws()
-	return key, true, nil
+	return ws(b, i+1), key, true, nil
 }
 
-// nextElem advances to the next element of an array whose '[' was consumed.
-func (s *scanner) nextElem(n *int) (ok bool, err error) {
-	s.ws()
-	if s.i >= len(s.b) {
-		return false, s.fail("unexpected end in array")
+// elem advances to the next element of an array whose '[' was consumed
+// and of which n elements were read, or returns more=false after the
+// closing bracket.
+func elem(b []byte, i, n int) (int, bool, error) {
+	i = ws(b, i)
+	if i >= len(b) {
+		return i, false, synErr(i, "unexpected end in array")
 	}
-	if s.b[s.i] == ']' {
-		s.i++
-		return false, nil
+	if b[i] == ']' {
+		return i + 1, false, nil
 	}
-	if *n > 0 {
-		if err := s.expect(','); err != nil {
-			return false, err
+	if n > 0 {
+		if b[i] != ',' {
+			return i, false, expectErr(b, i, ',')
 		}
-		s.ws()
+		i = ws(b, i+1)
 	}
-	*n++
-	return true, nil
+	return i, true, nil
 }
 
-// str consumes a string and returns its raw (still escaped) contents.
-func (s *scanner) str() ([]byte, error) {
-	if err := s.expect('"'); err != nil {
-		return nil, err
+// str consumes the string at b[i]; its raw (still escaped) contents are
+// b[i+1 : end-1].
+func str(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return i, expectErr(b, i, '"')
 	}
-	b, i := s.b, s.i // locals, so that the loops run in registers
-	start := i
+	i++
 	for {
 		// Plain bytes in bulk, eight at a time (the common case is a
 		// run of them up to the closing quote), then one at a time.
@@ -197,18 +193,15 @@ func (s *scanner) str() ([]byte, error) {
 			i++
 		}
 		if i == len(b) {
-			s.i = i
-			return nil, s.fail("unterminated string")
+			return i, synErr(i, "unterminated string")
 		}
 		switch c := b[i]; {
 		case c == '"':
-			s.i = i + 1
-			return b[start:i], nil
+			return i + 1, nil
 		case c == '\\':
 			i++
 			if i >= len(b) {
-				s.i = i
-				return nil, s.fail("unexpected end in string escape")
+				return i, synErr(i, "unexpected end in string escape")
 			}
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
@@ -217,18 +210,15 @@ func (s *scanner) str() ([]byte, error) {
 				i++
 				for k := 0; k < 4; k++ {
 					if i >= len(b) || !isHex(b[i]) {
-						s.i = i
-						return nil, s.fail("bad \\u escape")
+						return i, synErr(i, "bad \\u escape")
 					}
 					i++
 				}
 			default:
-				s.i = i
-				return nil, s.fail("bad escape")
+				return i, synErr(i, "bad escape")
 			}
 		default: // c < 0x20
-			s.i = i
-			return nil, s.fail("control character in string")
+			return i, synErr(i, "control character in string")
 		}
 	}
 }
@@ -260,259 +250,250 @@ func isHex(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// number consumes a JSON number and returns its text.
-func (s *scanner) number() ([]byte, error) {
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
+// number consumes the JSON number at b[i].
+func number(b []byte, i int) (int, error) {
+	if i < len(b) && b[i] == '-' {
+		i++
 	}
 	switch {
-	case s.i < len(s.b) && s.b[s.i] == '0':
-		s.i++
-	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
-		for s.i < len(s.b) && isDigit(s.b[s.i]) {
-			s.i++
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
 		}
 	default:
-		return nil, s.fail("bad number")
+		return i, synErr(i, "bad number")
 	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if s.i >= len(s.b) || !isDigit(s.b[s.i]) {
-			return nil, s.fail("bad fraction")
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, synErr(i, "bad fraction")
 		}
-		for s.i < len(s.b) && isDigit(s.b[s.i]) {
-			s.i++
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if s.i >= len(s.b) || !isDigit(s.b[s.i]) {
-			return nil, s.fail("bad exponent")
-		}
-		for s.i < len(s.b) && isDigit(s.b[s.i]) {
-			s.i++
+		for i < len(b) && isDigit(b[i]) {
+			i++
 		}
 	}
-	return s.b[start:s.i], nil
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, synErr(i, "bad exponent")
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	return i, nil
 }
 
-func (s *scanner) literal(lit string) error {
-	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
-		return s.fail("bad literal")
+func literal(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, synErr(i, "bad literal")
 	}
-	s.i += len(lit)
-	return nil
+	return i + len(lit), nil
 }
 
 // isNull consumes a null if one comes next.
-func (s *scanner) isNull() (bool, error) {
-	if s.i < len(s.b) && s.b[s.i] == 'n' {
-		return true, s.literal("null")
+func isNull(b []byte, i int) (int, bool, error) {
+	if i < len(b) && b[i] == 'n' {
+		i, err := literal(b, i, "null")
+		return i, true, err
 	}
-	return false, nil
+	return i, false, nil
 }
 
 // skip consumes any value.
-func (s *scanner) skip(depth int) error {
+func skip(b []byte, i, depth int) (int, error) {
 	if depth > maxDepth {
-		return s.fail("nested too deeply")
+		return i, synErr(i, "nested too deeply")
 	}
-	if s.i >= len(s.b) {
-		return s.fail("unexpected end, want a value")
+	if i >= len(b) {
+		return i, synErr(i, "unexpected end, want a value")
 	}
-	switch c := s.b[s.i]; {
+	var more bool
+	var err error
+	switch c := b[i]; {
 	case c == '"':
-		_, err := s.str()
-		return err
+		return str(b, i)
 	case c == '{':
-		s.i++
-		n := 0
-		for {
-			_, ok, err := s.nextKey(&n, '}')
-			if err != nil {
-				return err
+		i++
+		for n := 0; ; n++ {
+			if i, _, more, err = member(b, i, n); err != nil || !more {
+				return i, err
 			}
-			if !ok {
-				return nil
-			}
-			if err := s.skip(depth + 1); err != nil {
-				return err
+			if i, err = skip(b, i, depth+1); err != nil {
+				return i, err
 			}
 		}
 	case c == '[':
-		s.i++
-		n := 0
-		for {
-			ok, err := s.nextElem(&n)
-			if err != nil {
-				return err
+		i++
+		for n := 0; ; n++ {
+			if i, more, err = elem(b, i, n); err != nil || !more {
+				return i, err
 			}
-			if !ok {
-				return nil
-			}
-			if err := s.skip(depth + 1); err != nil {
-				return err
+			if i, err = skip(b, i, depth+1); err != nil {
+				return i, err
 			}
 		}
 	case c == 't':
-		return s.literal("true")
+		return literal(b, i, "true")
 	case c == 'f':
-		return s.literal("false")
+		return literal(b, i, "false")
 	case c == 'n':
-		return s.literal("null")
+		return literal(b, i, "null")
 	default:
-		_, err := s.number()
-		return err
+		return number(b, i)
 	}
 }
 
 // skipNonEmpty consumes a value and reports whether it is a non-empty
 // string or a non-empty array (an output-bearing delta field).
-func (s *scanner) skipNonEmpty() (bool, error) {
-	if s.i < len(s.b) && s.b[s.i] == '"' {
-		raw, err := s.str()
-		return len(raw) > 0, err
+func skipNonEmpty(b []byte, i int) (int, bool, error) {
+	if i < len(b) && b[i] == '"' {
+		end, err := str(b, i)
+		return end, err == nil && end-i > 2, err
 	}
-	if s.i < len(s.b) && s.b[s.i] == '[' {
-		start := s.i
-		if err := s.skip(1); err != nil {
-			return false, err
+	if i < len(b) && b[i] == '[' {
+		end, err := skip(b, i, 1)
+		if err != nil {
+			return end, false, err
 		}
-		inner := s.b[start+1 : s.i-1]
-		for _, c := range inner {
+		for _, c := range b[i+1 : end-1] {
 			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-				return true, nil
+				return end, true, nil
 			}
 		}
-		return false, nil
+		return end, false, nil
 	}
-	return false, s.skip(1)
+	end, err := skip(b, i, 1)
+	return end, false, err
 }
 
-func (s *scanner) choices(ci *chunkInfo) error {
-	if null, err := s.isNull(); null || err != nil {
-		return err
+func choices(b []byte, i int, ci *chunkInfo) (int, error) {
+	i, null, err := isNull(b, i)
+	if null || err != nil {
+		return i, err
 	}
-	if err := s.expect('['); err != nil {
-		return err
+	if i >= len(b) || b[i] != '[' {
+		return i, expectErr(b, i, '[')
 	}
-	n := 0
-	for {
-		ok, err := s.nextElem(&n)
-		if err != nil {
-			return err
+	i++
+	var more bool
+	for n := 0; ; n++ {
+		if i, more, err = elem(b, i, n); err != nil {
+			return i, err
 		}
-		if !ok {
+		if !more {
 			ci.choices = n
-			return nil
+			return i, nil
 		}
-		if err := s.choice(ci); err != nil {
-			return err
+		if i, err = choice(b, i, ci); err != nil {
+			return i, err
 		}
 	}
 }
 
-func (s *scanner) choice(ci *chunkInfo) error {
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
-		return s.skip(1)
+func choice(b []byte, i int, ci *chunkInfo) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return skip(b, i, 1)
 	}
-	s.i++
-	n := 0
-	for {
-		key, ok, err := s.nextKey(&n, '}')
-		if err != nil || !ok {
-			return err
+	i++
+	var key []byte
+	var more, null bool
+	var err error
+	for n := 0; ; n++ {
+		if i, key, more, err = member(b, i, n); err != nil || !more {
+			return i, err
 		}
 		switch string(key) {
 		case "delta", "message":
-			err = s.delta(ci)
+			i, err = delta(b, i, ci)
 		case "text":
 			var out bool
-			out, err = s.skipNonEmpty()
+			i, out, err = skipNonEmpty(b, i)
 			ci.output = ci.output || out
 		case "finish_reason":
-			var null bool
-			if null, err = s.isNull(); !null && err == nil {
-				if s.i < len(s.b) && s.b[s.i] == '"' {
-					var raw []byte
-					if raw, err = s.str(); err == nil {
-						ci.finish = finishString(raw)
+			if i, null, err = isNull(b, i); !null && err == nil {
+				if i < len(b) && b[i] == '"' {
+					start := i + 1
+					if i, err = str(b, i); err == nil {
+						ci.finish = finishString(b[start : i-1])
 					}
 				} else {
-					err = s.skip(2)
+					i, err = skip(b, i, 2)
 				}
 			}
 		default:
-			err = s.skip(2)
+			i, err = skip(b, i, 2)
 		}
 		if err != nil {
-			return err
+			return i, err
 		}
 	}
 }
 
-func (s *scanner) delta(ci *chunkInfo) error {
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
-		return s.skip(2)
+func delta(b []byte, i int, ci *chunkInfo) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return skip(b, i, 2)
 	}
-	s.i++
-	n := 0
-	for {
-		key, ok, err := s.nextKey(&n, '}')
-		if err != nil || !ok {
-			return err
+	i++
+	var key []byte
+	var more, null bool
+	var err error
+	for n := 0; ; n++ {
+		if i, key, more, err = member(b, i, n); err != nil || !more {
+			return i, err
 		}
 		switch string(key) {
 		case "content", "reasoning_content", "reasoning", "tool_calls":
 			var out bool
-			out, err = s.skipNonEmpty()
+			i, out, err = skipNonEmpty(b, i)
 			ci.output = ci.output || out
 		case "role":
-			var null bool
-			if null, err = s.isNull(); !null && err == nil {
+			if i, null, err = isNull(b, i); !null && err == nil {
 				ci.role = true
-				err = s.skip(3)
+				i, err = skip(b, i, 3)
 			}
 		default:
-			err = s.skip(3)
+			i, err = skip(b, i, 3)
 		}
 		if err != nil {
-			return err
+			return i, err
 		}
 	}
 }
 
-func (s *scanner) usage(ci *chunkInfo) error {
-	if null, err := s.isNull(); null || err != nil {
-		return err
+func usage(b []byte, i int, ci *chunkInfo) (int, error) {
+	i, null, err := isNull(b, i)
+	if null || err != nil {
+		return i, err
 	}
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
-		return s.fail("usage is not an object")
+	if i >= len(b) || b[i] != '{' {
+		return i, synErr(i, "usage is not an object")
 	}
-	s.i++
+	i++
 	ci.hasUsage = true
-	n := 0
-	for {
-		key, ok, err := s.nextKey(&n, '}')
-		if err != nil || !ok {
-			return err
+	var key []byte
+	var more bool
+	for n := 0; ; n++ {
+		if i, key, more, err = member(b, i, n); err != nil || !more {
+			return i, err
 		}
 		switch string(key) {
 		case "prompt_tokens":
-			ci.promptTokens, err = s.count()
+			i, ci.promptTokens, err = count(b, i)
 		case "completion_tokens":
-			ci.completionTokens, err = s.count()
+			i, ci.completionTokens, err = count(b, i)
 		case "prompt_tokens_details":
-			err = s.promptDetails(ci)
+			i, err = promptDetails(b, i, ci)
 		default:
-			err = s.skip(2)
+			i, err = skip(b, i, 2)
 		}
 		if err != nil {
-			return err
+			return i, err
 		}
 	}
 }
@@ -521,65 +502,68 @@ func (s *scanner) usage(ci *chunkInfo) error {
 // matters. A details value that is not an object is ignored (it is
 // optional and engine-specific); a cached_tokens that is not a
 // non-negative integer is malformed, like every other count.
-func (s *scanner) promptDetails(ci *chunkInfo) error {
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
-		return s.skip(2)
+func promptDetails(b []byte, i int, ci *chunkInfo) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return skip(b, i, 2)
 	}
-	s.i++
-	n := 0
-	for {
-		key, ok, err := s.nextKey(&n, '}')
-		if err != nil || !ok {
-			return err
+	i++
+	var key []byte
+	var more, null bool
+	var err error
+	for n := 0; ; n++ {
+		if i, key, more, err = member(b, i, n); err != nil || !more {
+			return i, err
 		}
 		if string(key) == "cached_tokens" {
-			var null bool
-			if null, err = s.isNull(); !null && err == nil {
-				ci.cachedTokens, err = s.count()
+			if i, null, err = isNull(b, i); !null && err == nil {
+				i, ci.cachedTokens, err = count(b, i)
 				ci.hasCached = err == nil
 			}
 		} else {
-			err = s.skip(3)
+			i, err = skip(b, i, 3)
 		}
 		if err != nil {
-			return err
+			return i, err
 		}
 	}
 }
 
 // count consumes a non-negative integer token count (null counts as 0).
-func (s *scanner) count() (int, error) {
-	if null, err := s.isNull(); null || err != nil {
-		return 0, err
+func count(b []byte, i int) (int, int, error) {
+	i, null, err := isNull(b, i)
+	if null || err != nil {
+		return i, 0, err
 	}
-	num, err := s.number()
-	if err != nil {
-		return 0, err
+	start := i
+	if i, err = number(b, i); err != nil {
+		return i, 0, err
 	}
+	num := b[start:i]
 	v := 0
 	for _, c := range num {
 		if !isDigit(c) {
-			return 0, s.fail(fmt.Sprintf("token count %s is not a non-negative integer", num))
+			return i, 0, synErr(i, fmt.Sprintf("token count %s is not a non-negative integer", num))
 		}
 		v = v*10 + int(c-'0')
 		if v > 1<<40 {
-			return 0, s.fail(fmt.Sprintf("token count %s is out of range", num))
+			return i, 0, synErr(i, fmt.Sprintf("token count %s is out of range", num))
 		}
 	}
-	return v, nil
+	return i, v, nil
 }
 
-func (s *scanner) errorField(ci *chunkInfo) error {
-	if null, err := s.isNull(); null || err != nil {
-		return err
+func errorField(b []byte, i int, ci *chunkInfo) (int, error) {
+	i, null, err := isNull(b, i)
+	if null || err != nil {
+		return i, err
 	}
 	ci.hasError = true
-	start := s.i
-	if err := s.skip(1); err != nil {
-		return err
+	start := i
+	if i, err = skip(b, i, 1); err != nil {
+		return i, err
 	}
-	ci.errMsg = errorMessage(s.b[start:s.i])
-	return nil
+	ci.errMsg = errorMessage(b[start:i])
+	return i, nil
 }
 
 // errorMessage extracts a human message from an error value: a string, or
