@@ -66,7 +66,14 @@ const pacedTokens = 256
 // events/read; allocs/tok (the whole process's heap allocations);
 // server-cpu-ns/tok, the server process's CPU per token it wrote.
 //
-// PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out. vLLM's
+// floor-cpu-ns/tok is the floor under the client at that pace (Linux):
+// a reader that makes the epoll reader's system calls for every token and
+// parses nothing (pacedFloor); floor-vllm-ratio and floor-py-ratio set it
+// against the Python clients. A ratio goal below the floor's ratio cannot
+// be met by any client that reads each token as it arrives.
+//
+// PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out, PACED_FLOOR=0
+// the floor reader. vLLM's
 // needs a python3 with aiohttp (see aiohttpPython).
 func BenchmarkPaced(b *testing.B) {
 	cases, err := pacedCases(os.Getenv("PACED_CASES"))
@@ -88,6 +95,15 @@ func BenchmarkPaced(b *testing.B) {
 			for b.Loop() {
 				g := pacedGo(b, url, stats, pc.streams, 3, false)
 				g.report(b, pc)
+				var floor pacedRun
+				if os.Getenv("PACED_FLOOR") != "0" {
+					if floor, err = pacedFloor(url, stats, pc.streams, 3, pc.interval); err != nil {
+						b.Fatal(err)
+					}
+					if floor.tokens > 0 {
+						b.ReportMetric(floor.cpuPerTok(), "floor-cpu-ns/tok")
+					}
+				}
 				if os.Getenv("PACED_VLLM") != "0" {
 					v, err := pacedVLLM(url, stats, pc.streams)
 					if err != nil {
@@ -96,6 +112,9 @@ func BenchmarkPaced(b *testing.B) {
 					b.ReportMetric(v.cpuPerTok(), "vllm-cpu-ns/tok")
 					b.ReportMetric(float64(v.tokens)/v.elapsed.Seconds(), "vllm-tok/s")
 					b.ReportMetric(g.cpuPerTok()/v.cpuPerTok(), "vllm-cpu-ratio")
+					if floor.tokens > 0 {
+						b.ReportMetric(floor.cpuPerTok()/v.cpuPerTok(), "floor-vllm-ratio")
+					}
 				}
 				if os.Getenv("PACED_PYTHON") != "0" {
 					py, err := pacedPython(url, stats, pc.streams)
@@ -105,6 +124,9 @@ func BenchmarkPaced(b *testing.B) {
 					b.ReportMetric(py.cpuPerTok(), "py-cpu-ns/tok")
 					b.ReportMetric(float64(py.tokens)/py.elapsed.Seconds(), "py-tok/s")
 					b.ReportMetric(g.cpuPerTok()/py.cpuPerTok(), "cpu-ratio")
+					if floor.tokens > 0 {
+						b.ReportMetric(floor.cpuPerTok()/py.cpuPerTok(), "floor-py-ratio")
+					}
 				}
 			}
 		})
