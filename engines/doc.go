@@ -110,7 +110,18 @@
 // it never does when any read lacked a receive time. What a late reader
 // still cannot restore is the spacing of two events of one stream that
 // queued in its socket: both take the later one's time, and
-// ReadStats.Queued counts them.
+// ReadStats.Queued counts them. Each wake-up reads every ready
+// connection first and parses the reads after (readReady): system calls
+// back to back and parsing back to back keep each one's code and data in
+// the caches, which alternating evicted.
+//
+// What a token costs is measured by BenchmarkPaced against a server in
+// another process that writes every token separately; beside the client
+// it measures the floor under it, a reader that makes the same system
+// calls and parses nothing (pacedFloor): on the development host the
+// floor is about 2.3 µs a token (the kernel's receive path: recvmsg, its
+// ACK, epoll), and the client's HTTP, SSE, JSON and record keeping add
+// about 1.2 to 2 µs.
 //
 // Every record says how its connection was obtained: ConnReused (it
 // carried an earlier request, counted on a wrapper around the dialled

@@ -92,7 +92,7 @@ func pacedFloor(rawURL string, stats func() (pacedserver.Stats, error), streams,
 		}
 	}
 	events := make([]unix.EpollEvent, 256)
-	buf := make([]byte, readBufSize)
+	buf := make([]byte, readMax)
 	var rx rxReader
 	end := []byte("0\r\n\r\n")
 	stamped, reads := 0, 0

@@ -42,6 +42,7 @@ type reactor struct {
 	// Owned by the loop goroutine.
 	events   []unix.EpollEvent
 	ready    []*h1conn
+	pend     []loopRead
 	buf      []byte
 	rx       rxReader
 	seq      int         // reads so far (one sequence number per read)
@@ -67,10 +68,14 @@ const evSlot = -1
 // comes costs a wake-up (a context switch) per token.
 var coalesceWindow = 100 * time.Microsecond
 
-// readBufSize is the loop's one read buffer: every read is parsed at once
-// and what must outlive it is copied (a partial line, an event's bytes),
-// so one buffer serves every connection.
-const readBufSize = 64 << 10
+// readBufSize is the loop's one read buffer, shared by the reads of one
+// wait (readReady) and reused by the next: every read is parsed before
+// the next wait and what must outlive it is copied (a partial line, an
+// event's bytes). readMax is the most one read takes.
+const (
+	readBufSize = 256 << 10
+	readMax     = 64 << 10
+)
 
 func newReactor(c *Client) *reactor {
 	return &reactor{c: c}
@@ -191,11 +196,7 @@ func (r *reactor) loop() {
 		cmds := r.cmds
 		r.cmds = nil
 		r.mu.Unlock()
-		for _, conn := range r.ready {
-			if !conn.closedByLoop {
-				r.readConn(conn)
-			}
-		}
+		r.readReady()
 		for _, cmd := range cmds {
 			r.run(cmd)
 		}
@@ -311,66 +312,93 @@ func (r *reactor) quiet(conn *h1conn) {
 	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, conn.fd, nil)
 }
 
-// readConn reads a ready connection once and hands the bytes on.
-func (r *reactor) readConn(conn *h1conn) {
-	r.readOnce(conn)
+// readReady reads every ready connection once, then hands each read's
+// bytes on, in that order: reads back to back and parsing back to back
+// keep the kernel's and the parser's code and data in the caches, where
+// alternating evicts each with the other. The reads share r.buf; when
+// less than readMax is left, what was read so far is handled first.
+func (r *reactor) readReady() {
+	used := 0
+	r.pend = r.pend[:0]
+	for _, conn := range r.ready {
+		if conn.closedByLoop {
+			continue
+		}
+		if len(r.buf)-used < readMax {
+			r.handleReads()
+			used = 0
+		}
+		p := r.buf[used : used+readMax]
+		n, rxNs, err := r.read(conn, p)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue // level-triggered: whatever is there is reported again
+		}
+		if n == 0 && err == nil {
+			err = io.EOF
+		} else if err != nil {
+			err = &net.OpError{Op: "read", Net: "tcp", Source: conn.local, Addr: conn.remote, Err: os.NewSyscallError("read", err)}
+		}
+		r.pend = append(r.pend, loopRead{conn: conn, b: p[:n], rxNs: rxNs, now: r.c.now(), err: err})
+		used += n
+	}
+	r.handleReads()
 }
 
-// readOnce reads a connection once; it reports whether the read filled
-// the buffer (more may be waiting).
-func (r *reactor) readOnce(conn *h1conn) bool {
-	n, rxNs, err := r.read(conn)
-	if err == unix.EAGAIN {
-		return false
-	}
-	if err == unix.EINTR {
-		return true
-	}
-	if n == 0 && err == nil {
-		err = io.EOF
-	} else if err != nil {
-		err = &net.OpError{Op: "read", Net: "tcp", Source: conn.local, Addr: conn.remote, Err: os.NewSyscallError("read", err)}
-	}
-	r.seq++
-	// Bytes or an end on a connection that carries no request (or whose
-	// response ended): the server closed it, or broke the protocol; it is
-	// not reused.
-	cause := err
-	if cause == nil {
-		cause = errUnsolicited
-	}
-	st := r.c.lean.current(conn, cause)
-	if st == nil {
-		return false
-	}
-	if n > 0 {
-		if rxNs == 0 && conn.rxStamps {
-			r.c.lean.allRx.Store(false) // the kernel gave no receive time
+// loopRead is one read of readReady, to be handled.
+type loopRead struct {
+	conn *h1conn
+	b    []byte    // its bytes, in r.buf
+	rxNs int64     // the kernel's receive time of its last segment (0: none)
+	now  time.Time // when it returned
+	err  error     // its error, io.EOF for an end
+}
+
+// handleReads hands the pending reads' bytes and ends to their streams.
+func (r *reactor) handleReads() {
+	for i := range r.pend {
+		rd := &r.pend[i]
+		r.seq++
+		// Bytes or an end on a connection that carries no request (or
+		// whose response ended): the server closed it, or broke the
+		// protocol; it is not reused.
+		cause := rd.err
+		if cause == nil {
+			cause = errUnsolicited
 		}
-		now := r.c.now()
-		readAt := now.Sub(r.c.opt.Epoch)
-		st.bytes(r.buf[:n], r.stampAt(st, rxNs, now, readAt), readAt, r.seq)
+		conn := rd.conn
+		st := r.c.lean.current(conn, cause)
+		if st == nil {
+			continue
+		}
+		readAt := rd.now.Sub(r.c.opt.Epoch)
+		if len(rd.b) > 0 {
+			if rd.rxNs == 0 && conn.rxStamps {
+				r.c.lean.allRx.Store(false) // the kernel gave no receive time
+			}
+			st.bytes(rd.b, r.stampAt(st, rd.rxNs, rd.now, readAt), readAt, r.seq)
+		}
+		if rd.err != nil && !st.ended {
+			st.connError(rd.err, r.stampAt(st, 0, rd.now, readAt), false)
+		}
 	}
-	if err != nil && !st.ended {
-		st.connError(err, r.stamp(st, 0), false)
-	}
-	return err == nil && n == len(r.buf)
+	clear(r.pend) // no connection is kept from the collector
+	r.pend = r.pend[:0]
 }
 
 // errUnsolicited is the cause when bytes arrive on an idle connection.
 var errUnsolicited = errors.New("unsolicited response bytes on an idle connection")
 
-// read reads what a connection has into the loop's buffer: recvmsg with
-// the kernel's receive time when the connection asked for it.
-func (r *reactor) read(conn *h1conn) (int, int64, error) {
+// read reads what a connection has into p: recvmsg with the kernel's
+// receive time when the connection asked for it.
+func (r *reactor) read(conn *h1conn, p []byte) (int, int64, error) {
 	if !conn.rxStamps {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(conn.fd), uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
+		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(conn.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		if e != 0 {
 			return 0, 0, e
 		}
 		return int(n), 0, nil
 	}
-	return r.rx.read(conn.fd, r.buf)
+	return r.rx.read(conn.fd, p)
 }
 
 // stamp is the time of a read without a kernel receive time.
