@@ -110,6 +110,16 @@ func (p *h1Parser) feed(b []byte, body func([]byte) error) (int, h1Event, error)
 				p.st = h1ChunkCRLF
 			}
 		case h1ChunkCRLF:
+			if len(p.line) == 0 && len(rest) >= 2 {
+				// Both bytes in this read (the common case): no copy into
+				// p.line, whose array is another cold cache line.
+				used += 2
+				if rest[0] != '\r' || rest[1] != '\n' {
+					return used, h1More, errors.New("malformed chunked encoding")
+				}
+				p.st = h1ChunkSize
+				continue
+			}
 			need := 2 - len(p.line)
 			n := min(need, len(rest))
 			p.line = append(p.line, rest[:n]...)
@@ -221,10 +231,13 @@ func (p *h1Parser) feedChunkSize(b []byte) (int, error) {
 		}
 		return len(b), nil
 	}
-	p.line = append(p.line, b[:i+1]...)
 	used := i + 1
-	line := p.line
-	p.line = p.line[:0]
+	line := b[:used] // the whole line in this read: parsed where it is
+	if len(p.line) > 0 {
+		p.line = append(p.line, line...)
+		line = p.line
+		p.line = p.line[:0]
+	}
 	if j := bytes.IndexByte(line, '\r'); j == -1 {
 		return used, errors.New("chunked line ends with bare LF")
 	} else if j != len(line)-2 {
