@@ -45,9 +45,10 @@ type sseReader struct {
 	single  []byte // the current event's only data line, still inside buf
 	nData   int    // data lines in the current event
 
-	// own is the reader's buffer while buf is the caller's bytes (push
-	// mode, see push); nil when buf is its own.
-	own []byte
+	// lent is true while buf is the caller's bytes (push mode, see
+	// push); own is then the reader's buffer.
+	lent bool
+	own  []byte
 }
 
 func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseReader {
@@ -58,8 +59,8 @@ func newSSEReader(r io.Reader, stamp func() time.Duration, bufSize int) *sseRead
 }
 
 func (s *sseReader) reset(r io.Reader) {
-	if s.own != nil {
-		s.buf, s.own = s.own, nil
+	if s.lent {
+		s.buf, s.own, s.lent = s.own, nil, false
 		s.single = nil
 	}
 	s.r = r
@@ -154,7 +155,7 @@ func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
 	if s.start == s.end {
 		// Nothing is pending: read the events in p where it is, and
 		// copy only what is left of them when the caller settles.
-		s.own, s.buf = s.buf, p
+		s.own, s.buf, s.lent = s.buf, p, true
 		s.start, s.end = 0, len(p)
 		return nil
 	}
@@ -173,7 +174,7 @@ func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
 // of them (an unfinished line, the pending event's data line) is copied
 // into the reader's buffer. Call it before those bytes change.
 func (s *sseReader) settle() error {
-	if s.own == nil {
+	if !s.lent {
 		return nil
 	}
 	rest := s.buf[s.start:s.end]
@@ -181,7 +182,7 @@ func (s *sseReader) settle() error {
 		s.data = append(s.data[:0], s.single...)
 		s.single = nil
 	}
-	s.buf, s.own = s.own, nil
+	s.buf, s.own, s.lent = s.own, nil, false
 	s.start, s.end = 0, 0
 	for len(rest) > 0 {
 		if err := s.room(); err != nil {
