@@ -91,7 +91,7 @@
 // reads until EAGAIN before it parks a goroutine) and a goroutine wake-up
 // per token, and the layers of its body reader; on the paced per-token
 // server (BenchmarkPaced) the reactor cuts the client's CPU per token by
-// 36–46 %. The pool keeps
+// 42–55 %. The pool keeps
 // the transport's rules: Concurrency+4 connections, most recently idle
 // first, 10 s dials with TCP keep-alive, idle ones closed after 90 s or
 // as soon as the server closes them, the same single retry of a dead
@@ -119,9 +119,9 @@
 // another process that writes every token separately; beside the client
 // it measures the floor under it, a reader that makes the same system
 // calls and parses nothing (pacedFloor): on the development host the
-// floor is about 2.3 µs a token (the kernel's receive path: recvmsg, its
-// ACK, epoll), and the client's HTTP, SSE, JSON and record keeping add
-// about 1.2 to 2 µs.
+// floor is about 2 µs a token (the kernel's receive path: recvmsg, the
+// ACK it sends, epoll), and the client's HTTP, SSE, JSON and record
+// keeping add 1.5 to 2 µs.
 //
 // Every record says how its connection was obtained: ConnReused (it
 // carried an earlier request, counted on a wrapper around the dialled
