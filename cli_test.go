@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	sim := faketest.Start(t, "friendli-like", fake.Options{})
 	// A proxy in front of the simulated engine that leaks the credential
 	// back in a header, in 1 of 3 error bodies, and in the model list.
-	n := 0
+	var n atomic.Int64 // handlers run at once: a request can begin before the last one's handler returns
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		w.Header().Set("X-Echo-Auth", auth)
@@ -61,8 +62,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			fmt.Fprintf(w, `{"object":"list","data":[{"id":"%s","object":"model"}]}`, simulatedModel)
 			return
 		}
-		n++
-		if n%3 == 2 {
+		if n.Add(1)%3 == 2 {
 			w.WriteHeader(http.StatusTooManyRequests)
 			fmt.Fprintf(w, `{"error":{"message":"slow down, %s","type":"rate_limit","code":429}}`, auth)
 			return
