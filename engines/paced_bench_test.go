@@ -72,9 +72,9 @@ const pacedTokens = 256
 // against the Python clients. A ratio goal below the floor's ratio cannot
 // be met by any client that reads each token as it arrives.
 //
-// PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out, PACED_FLOOR=0
-// the floor reader. vLLM's
-// needs a python3 with aiohttp (see aiohttpPython).
+// PACED_VLLM=0 and PACED_PYTHON=0 leave the Python clients out, and
+// PACED_FLOOR=0 the floor reader. vLLM's client needs a python3 with
+// aiohttp (see aiohttpPython).
 func BenchmarkPaced(b *testing.B) {
 	cases, err := pacedCases(os.Getenv("PACED_CASES"))
 	if err != nil {
