@@ -114,6 +114,7 @@ type h1conn struct {
 
 	// The reactor loop's own.
 	closedByLoop, quiet bool
+	lastSt              *h1stream // the stream the loop last handed bytes (touch)
 
 	// Guarded by the transport's mu.
 	st        *h1stream // the request it carries, until released

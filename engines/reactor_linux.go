@@ -43,6 +43,7 @@ type reactor struct {
 	events   []unix.EpollEvent
 	ready    []*h1conn
 	pend     []loopRead
+	sink     int // touch's loads land here
 	buf      []byte
 	rx       rxReader
 	seq      int         // reads so far (one sequence number per read)
@@ -353,8 +354,42 @@ type loopRead struct {
 	err  error     // its error, io.EOF for an end
 }
 
+// touch loads, for every pending read, the state its stream will need,
+// one level at a time across all of them: the loads of a level do not
+// depend on each other, so the processor has their cache misses in
+// flight together, where handling one read after another waits for each
+// stream's misses in turn. Only streams the loop still owns (not ended:
+// their request waits) are touched.
+func (r *reactor) touch() {
+	var sink int
+	for i := range r.pend {
+		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
+			sink += int(st.phase)
+		}
+	}
+	for i := range r.pend {
+		if st := r.pend[i].conn.lastSt; st != nil && !st.ended && st.ss != nil && st.sr != nil {
+			sink += st.ss.lastCompletion + st.sr.end
+		}
+	}
+	for i := range r.pend {
+		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
+			sink += len(st.rec.Chunks)
+		}
+	}
+	for i := range r.pend {
+		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
+			if c := st.rec.Chunks; len(c) < cap(c) {
+				sink += c[:len(c)+1][len(c)].Tokens
+			}
+		}
+	}
+	r.sink = sink
+}
+
 // handleReads hands the pending reads' bytes and ends to their streams.
 func (r *reactor) handleReads() {
+	r.touch()
 	for i := range r.pend {
 		rd := &r.pend[i]
 		r.seq++
@@ -370,6 +405,7 @@ func (r *reactor) handleReads() {
 		if st == nil {
 			continue
 		}
+		conn.lastSt = st
 		readAt := rd.now.Sub(r.c.opt.Epoch)
 		if len(rd.b) > 0 {
 			if rd.rxNs == 0 && conn.rxStamps {
