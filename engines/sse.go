@@ -159,6 +159,12 @@ func (s *sseReader) push(p []byte, at time.Duration, seq int) error {
 		s.start, s.end = 0, len(p)
 		return nil
 	}
+	return s.add(p)
+}
+
+// add copies p to the end of the buffer, making room (compacting or
+// growing it) as it goes.
+func (s *sseReader) add(p []byte) error {
 	for len(p) > 0 {
 		if err := s.room(); err != nil {
 			return err
@@ -184,15 +190,7 @@ func (s *sseReader) settle() error {
 	}
 	s.buf, s.own, s.lent = s.own, nil, false
 	s.start, s.end = 0, 0
-	for len(rest) > 0 {
-		if err := s.room(); err != nil {
-			return err
-		}
-		n := copy(s.buf[s.end:], rest)
-		s.end += n
-		rest = rest[n:]
-	}
-	return nil
+	return s.add(rest)
 }
 
 // finish marks the end of the stream in push mode: err is io.EOF for a clean
