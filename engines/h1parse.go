@@ -110,27 +110,24 @@ func (p *h1Parser) feed(b []byte, body func([]byte) error) (int, h1Event, error)
 				p.st = h1ChunkCRLF
 			}
 		case h1ChunkCRLF:
-			if len(p.line) == 0 && len(rest) >= 2 {
-				// Both bytes in this read (the common case): no copy into
-				// p.line, whose array is another cold cache line.
-				used += 2
-				if rest[0] != '\r' || rest[1] != '\n' {
-					return used, h1More, errors.New("malformed chunked encoding")
-				}
-				p.st = h1ChunkSize
-				continue
+			// Both bytes in this read (the common case) are checked where
+			// they are; p.line, another cold cache line, holds a split pair.
+			crlf := rest[:min(2, len(rest))]
+			n := len(crlf)
+			if len(p.line) > 0 || n < 2 {
+				n = min(2-len(p.line), len(rest))
+				p.line = append(p.line, rest[:n]...)
+				crlf = p.line
 			}
-			need := 2 - len(p.line)
-			n := min(need, len(rest))
-			p.line = append(p.line, rest[:n]...)
 			used += n
-			if len(p.line) == 2 {
-				if string(p.line) != "\r\n" {
-					return used, h1More, errors.New("malformed chunked encoding")
-				}
-				p.line = p.line[:0]
-				p.st = h1ChunkSize
+			if len(crlf) < 2 {
+				continue // every byte is used: the loop ends
 			}
+			if string(crlf) != "\r\n" {
+				return used, h1More, errors.New("malformed chunked encoding")
+			}
+			p.line = p.line[:0]
+			p.st = h1ChunkSize
 		case h1ChunkSize:
 			n, err := p.feedChunkSize(rest)
 			used += n
