@@ -43,7 +43,8 @@ type reactor struct {
 	events   []unix.EpollEvent
 	ready    []*h1conn
 	pend     []loopRead
-	sink     int // touch's loads land here
+	live     []*h1stream // touch's streams, reused
+	sink     int         // touch's loads land here
 	buf      []byte
 	rx       rxReader
 	seq      int         // reads so far (one sequence number per read)
@@ -361,30 +362,29 @@ type loopRead struct {
 // stream's misses in turn. Only streams the loop still owns (not ended:
 // their request waits) are touched.
 func (r *reactor) touch() {
-	var sink int
+	live := r.live[:0]
 	for i := range r.pend {
 		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
-			sink += int(st.phase)
+			live = append(live, st)
 		}
 	}
-	for i := range r.pend {
-		if st := r.pend[i].conn.lastSt; st != nil && !st.ended && st.ss != nil && st.sr != nil {
+	var sink int
+	for _, st := range live {
+		if st.ss != nil && st.sr != nil {
 			sink += st.ss.lastCompletion + st.sr.end
 		}
 	}
-	for i := range r.pend {
-		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
-			sink += len(st.rec.Chunks)
-		}
+	for _, st := range live {
+		sink += len(st.rec.Chunks)
 	}
-	for i := range r.pend {
-		if st := r.pend[i].conn.lastSt; st != nil && !st.ended {
-			if c := st.rec.Chunks; len(c) < cap(c) {
-				sink += c[:len(c)+1][len(c)].Tokens
-			}
+	for _, st := range live {
+		if c := st.rec.Chunks; len(c) < cap(c) {
+			sink += c[:len(c)+1][len(c)].Tokens
 		}
 	}
 	r.sink = sink
+	clear(live) // no stream is kept from the collector
+	r.live = live[:0]
 }
 
 // handleReads hands the pending reads' bytes and ends to their streams.
