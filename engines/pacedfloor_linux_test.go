@@ -56,19 +56,7 @@ func pacedFloor(rawURL string, stats func() (pacedserver.Stats, error), streams,
 			}
 		}
 	}()
-	send := func(c *fconn) error {
-		for b := req; len(b) > 0; {
-			n, err := unix.Write(c.fd, b)
-			if err == unix.EAGAIN || err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			b = b[n:]
-		}
-		return nil
-	}
+	send := func(c *fconn) error { return sendAll(c.fd, req, nil, nil) } // as the epoll reader writes
 	for i := range conns {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
