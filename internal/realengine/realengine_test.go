@@ -531,6 +531,8 @@ func TestAgreesWithServerAccounting(t *testing.T) {
 	t.Logf("suite tpot-p50 %.3f ms on its line (median of its records %.3f ms); server eval_duration/(eval_count-1) p50 %.3f ms (%+.1f %%), eval_duration/eval_count p50 %.3f ms; per-request ratio %.3f–%.3f; %d of %d relayed requests were the suite's records (the rest: its preflight); load average %s",
 		line/1e6, median(suiteTPOT)/1e6, server/1e6, 100*(line/server-1), median(serverTPOTAll)/1e6,
 		slices.Min(ratios), slices.Max(ratios), matched, len(entries), loadavg())
+	figure(t, "TPOT at concurrency 1: suite %.3f ms, ollama's eval_duration/(eval_count-1) %.3f ms on the same %d requests (%+.1f %%)",
+		line/1e6, server/1e6, len(suiteTPOT), 100*(line/server-1))
 	assert.InDelta(t, 1, line/server, tolerance, "suite tpot-p50 %.3f ms vs server %.3f ms on the same requests", line/1e6, server/1e6)
 }
 
@@ -717,6 +719,8 @@ func TestAgreesWithPythonClient(t *testing.T) {
 			lo, hi := medianRatioCI(ttfts, suiteTTFTs, int64(c))
 			t.Logf("concurrency %d each, over the suite's window of %.1f s: suite %.1f tok/s, ttft p50 %.1f ms; python %.1f tok/s (%+.1f %%), ttft p50 %.1f ms (%+.1f %%, 95 %% interval of the ratio %.3f–%.3f; %d and %d requests); load average %s",
 				c, to.Sub(from).Seconds(), sTok, sTTFT, pTok, 100*(pTok/sTok-1), pTTFT, 100*(pTTFT/sTTFT-1), lo, hi, inWindow, len(suiteTTFTs), loadavg())
+			figure(t, "side by side at concurrency %d each: python client's tok/s %+.1f %% and TTFT p50 %+.1f %% of the suite's (%.1f tok/s, %.1f ms)",
+				c, 100*(pTok/sTok-1), 100*(pTTFT/sTTFT-1), sTok, sTTFT)
 			assert.InDelta(t, 1, pTok/sTok, tolerance, "python tok/s %.1f vs suite %.1f", pTok, sTok)
 			// TTFT p50s of two samples of 30-50 requests each: at 4+4 a
 			// request's TTFT is mostly waiting for the other prompts'
@@ -731,25 +735,25 @@ func TestAgreesWithPythonClient(t *testing.T) {
 	}
 }
 
-// TestBatchingVisible: ollama batches its slots' decode steps, so four
-// concurrent requests get more tokens per second than one. Two checks:
+// TestBatchingVisible: ollama batches its slots' decode steps, and the
+// suite must show it. What it asserts is what the suite is responsible
+// for, at the same moments: in a batching engine the four streams' tokens
+// come out of the same decode steps, so a chunk of one stream arrives
+// within a small fraction of a step of a chunk of another (coStepGap;
+// measured on ollama: 13–76 µs against a 2–11 ms ITL). An engine that
+// serves one sequence at a time (the simulator with one running sequence,
+// TestCoStepGapTellsSerialEngines) fails it.
 //
-//   - tok/s at 4 exceeds tok/s at 1, in the median of three pairs of
-//     samples of 8 requests run one right after the other (-count=3
-//     alternates the levels), because the gain depends on the moment. At
-//     about 10 ms a token it was ×1.69–1.88 over five pairs; at about 5 ms
-//     ×0.90–1.45 (one first pair below 1). A likely reading, not verified
-//     with counters: the 56 MB of weights either stay in the shared
-//     300 MB L3 (one ggml thread is then compute-bound, and four sequences
-//     gain little) or are evicted by neighbours (bound by memory, and
-//     batching amortises the reads); that would also explain the engine's
-//     two speeds;
-//   - at the same moments: in a batching engine the four streams' tokens
-//     come out of the same decode steps, so a chunk of one stream arrives
-//     within a small fraction of a step of a chunk of another (coStepGap;
-//     measured on ollama: 58 µs against a 15 ms ITL). An engine that
-//     serves one sequence at a time (the simulator with one running
-//     sequence, TestCoStepGapTellsSerialEngines) fails it.
+// What batching buys in tok/s is the engine's, not the suite's: it is
+// measured (three pairs of samples at concurrency 1 and 4, -count=3
+// alternating the levels) and logged as a figure, never asserted. On this
+// model (28M parameters, one ggml thread) on 2 shared cores it was
+// ×0.93–1.88 from one pair to the next, and below 1 in the median of the
+// pairs in 2 of 2 runs of a quiet machine (issue 24): whether four
+// sequences gain depends on whether a decode step is bound by compute or
+// by reading the weights, which the model's size and the neighbours' use
+// of the shared cache decide. The pairs' records are still checked: no
+// failed request and every output token counted.
 func TestBatchingVisible(t *testing.T) {
 	run := runSuite(t)
 	gap, itl := coStepGap(run.records, 4)
@@ -759,14 +763,40 @@ func TestBatchingVisible(t *testing.T) {
 	freshSeed++
 	pairs, err := runSuiteWith(t.TempDir(), baseURL, freshSeed, 8, []string{"-count=3"}, 1, 4)
 	require.NoError(t, err)
+	for _, c := range []int{1, 4} {
+		recs := pairs.measured(c)
+		require.Len(t, recs, 3*8, "measured records at concurrency %d: 3 samples of 8", c)
+		for _, r := range recs {
+			require.False(t, r.Failed(), "request %d at %d failed: %s %s", r.Seq, c, r.Error, r.Message)
+			require.Equal(t, outputTokens, r.OutputTokens, "request %d at %d: output tokens", r.Seq, c)
+		}
+	}
+	require.Len(t, pairs.tokS[1], 3, "three samples at concurrency 1")
+	require.Len(t, pairs.tokS[4], 3, "three samples at concurrency 4")
 	var ratios []float64
 	for i := range pairs.tokS[1] {
 		one, four := pairs.tokS[1][i], pairs.tokS[4][i]
 		ratios = append(ratios, four/one)
 		t.Logf("pair %d: %.1f tok/s at concurrency 1, %.1f at 4 (×%.2f)", i+1, one, four, four/one)
 	}
-	require.Len(t, ratios, 3, "three pairs of samples")
-	assert.Greater(t, median(ratios), 1.0, "tok/s at concurrency 4 vs 1, median of the pairs")
+	figure(t, "batching gain: tok/s at concurrency 4 ÷ at 1, median of 3 pairs ×%.2f (pairs %s); load average %s",
+		median(ratios), joinRatios(ratios), loadavg())
+}
+
+// figure logs a measured figure of the engine's: a line .ci/real-engine
+// collects at its end ("real-engine figure: ..."), for what the tests
+// measure but must not assert (a third party's speed on this machine).
+func figure(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Logf("real-engine figure: "+format, args...)
+}
+
+func joinRatios(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("×%.2f", x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // coStepFraction: a chunk's nearest chunk of another request must be
