@@ -248,8 +248,18 @@ func TestClosingServerLosesNothing(t *testing.T) {
 		assert.Zero(t, lv.Summary.Failed, "concurrency %d: %s", c, metrics.ErrorSummary(lv.Summary))
 		assert.Zero(t, lv.Summary.Retried, "concurrency %d", c)
 	}
+	// A cooldown request cancelled at the sample's end while it waited for
+	// its dial has no connection at all (GotConn 0, NewConn false): seen
+	// once on a loaded machine, where an earlier form of this check, every
+	// record NewConn, failed for it. Every request that got a connection
+	// got one of its own; every other one was cancelled by the harness.
 	for _, rec := range readRecords(t, s.jsonlPath("llama")) {
-		assert.True(t, rec.NewConn, "seq %d: a connection of its own", rec.Seq)
+		if rec.GotConn == 0 {
+			assert.Equal(t, record.Canceled, rec.Error, "seq %d (%s): no connection, and not cancelled: %s", rec.Seq, rec.Phase, rec.Message)
+			continue
+		}
+		assert.True(t, rec.NewConn, "seq %d (%s): a connection of its own", rec.Seq, rec.Phase)
+		assert.False(t, rec.ConnReused, "seq %d (%s): a reused connection", rec.Seq, rec.Phase)
 	}
 }
 
