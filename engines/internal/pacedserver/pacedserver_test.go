@@ -90,8 +90,20 @@ func TestStreamPacedAndStamped(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	assert.Equal(t, Stats{Tokens: 2 * n, Requests: 2, LateSteps: st.LateSteps, Steps: 2 * (n - 1), StepNanos: st.StepNanos, CPUNanos: st.CPUNanos}, st,
-		"a step period per token after the first of each stream: the idle wait between the two is none")
+	// A step period per token after the first of each stream, and the idle
+	// wait between the two streams is none, unless the second request
+	// arrived before the stepping goroutine went idle: then the first
+	// stream's last step and the second's first are one step apart, and
+	// that step period counts too. Which of the two happens is the
+	// scheduler's (on a loaded machine: 39 steps once, against 38).
+	steps := st.Steps
+	if steps == 2*(n-1)+1 {
+		t.Logf("the second stream arrived before the stepper went idle: %d steps", steps)
+		steps--
+	}
+	assert.Equal(t, Stats{Tokens: 2 * n, Requests: 2, LateSteps: st.LateSteps, Steps: 2 * (n - 1), StepNanos: st.StepNanos, CPUNanos: st.CPUNanos},
+		Stats{Tokens: st.Tokens, Requests: st.Requests, LateSteps: st.LateSteps, Steps: steps, StepNanos: st.StepNanos, CPUNanos: st.CPUNanos},
+		"a step period per token after the first of each stream")
 	assert.GreaterOrEqual(t, st.StepNanos/st.Steps, int64(iv)*9/10, "the pace is kept, never beaten")
 	assert.Positive(t, st.CPUNanos)
 }
