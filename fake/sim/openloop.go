@@ -87,6 +87,14 @@ func SimulateOpenLoop(cfg Config, ol OpenLoop) ([]OpenLoopRequest, error) {
 		output = max(cfg.DefaultTokens, 1)
 	}
 	s := NewScheduler(cfg)
+	// Every request has the same lengths: one that cannot fit the KV cache
+	// fails here, before the schedule sends anything (sending first, a
+	// schedule due all at once queued millions of arrivals before the
+	// first Add refused one).
+	if need := blocksFor(prompt+output, cfg.BlockSize); need > s.blocksCap {
+		return nil, fmt.Errorf("sim: open loop: a request needs %d prompt + %d output tokens of KV but the cache holds %d tokens: %w",
+			prompt, output, s.stats.KVCapacityTokens, ErrTooLong)
+	}
 	o := cfg.EffectiveOverhead()
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 7))
 

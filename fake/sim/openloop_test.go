@@ -98,5 +98,8 @@ func TestOpenLoopRejectsBadInput(t *testing.T) {
 	} {
 		_, err := SimulateOpenLoop(cfg, ol)
 		assert.Error(t, err, "%+v", ol)
+		if ol.PromptTokens > 0 {
+			assert.ErrorIs(t, err, ErrTooLong)
+		}
 	}
 }
