@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/fake/sim"
+	"github.com/inferbench/inferbench/internal/testenv"
 )
 
 // This file holds an independent streaming client (plain net/http and
@@ -198,11 +199,12 @@ func BenchmarkFidelity(b *testing.B) {
 	}
 }
 
-// TestFidelity checks the measured closed loop against sim.Predict at 1
+// TestTimingFidelity checks the measured closed loop against sim.Predict at 1
 // and 8 clients, within ±10 % (real time, about 3 s per level). The machine
 // is shared, and other processes only ever make the server late, so a level
 // gets up to three attempts: a simulation that is wrong fails all of them.
-func TestFidelity(t *testing.T) {
+func TestTimingFidelity(t *testing.T) {
+	testenv.Timing(t)
 	for _, c := range []int{1, 8} {
 		t.Run(fmt.Sprintf("c=%d", c), func(t *testing.T) {
 			var bad []string
@@ -234,11 +236,12 @@ func TestFidelity(t *testing.T) {
 	}
 }
 
-// TestRealism checks that the simulated engine batches like a real one:
+// TestTimingRealism checks that the simulated engine batches like a real one:
 // 64 clients get at least 10× the tokens/s of one, and a longer ITL.
-func TestRealism(t *testing.T) {
+func TestTimingRealism(t *testing.T) {
+	testenv.Timing(t)
 	var one, many levelResult
-	for attempt := 1; attempt <= 3; attempt++ { // see TestFidelity on retries
+	for attempt := 1; attempt <= 3; attempt++ { // see TestTimingFidelity on retries
 		one, _ = runLevel(t, "vllm-like", 1, time.Second)
 		many, _ = runLevel(t, "vllm-like", 64, time.Second)
 		t.Logf("attempt %d: C=1: %.0f tok/s, ITL %v; C=64: %.0f tok/s, ITL %v (steps %.1f %% late)",

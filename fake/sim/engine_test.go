@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/inferbench/inferbench/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -254,10 +256,11 @@ func TestEngineManyReaders(t *testing.T) {
 	assert.False(t, errors.Is(nil, ErrClosed))
 }
 
-// TestEngineIdleTimingRealTime checks, in real time with generous bounds,
+// TestTimingEngineIdle checks, in real time with generous bounds,
 // that a lone request on the friendli-like engine sees TTFT ≈ 30 ms
 // (28 ms overhead + a 2 ms prefill step) and ITL ≈ 2 ms.
-func TestEngineIdleTimingRealTime(t *testing.T) {
+func TestTimingEngineIdle(t *testing.T) {
+	testenv.Timing(t)
 	cfg, err := Preset("friendli-like")
 	require.NoError(t, err)
 	e, err := NewEngine(cfg)

@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/inferbench/inferbench/fake/faketest"
 	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferbench/inferbench/fake/faketest"
+	"github.com/inferbench/inferbench/internal/testenv"
 )
 
 type pythonResult struct {
@@ -22,19 +24,15 @@ type pythonResult struct {
 	OutputTokPS float64 `json:"output_tok_s"`
 }
 
-// TestAgreesWithIndependentPythonClient measures the standalone simulated
+// TestTimingAgreesWithIndependentPythonClient measures the standalone simulated
 // engine (--prefill-ms 80 --per-token-ms 4) with the suite and with an
 // independent vLLM-style Python client (testdata/vllm_style_client.py) at
 // concurrency 1 and 16: TTFT, ITL and tokens/s agree within 10 %, and at
 // concurrency 1 they are 80 ms and 4 ms within 10 %.
-func TestAgreesWithIndependentPythonClient(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 20 s of load")
-	}
+func TestTimingAgreesWithIndependentPythonClient(t *testing.T) {
+	testenv.Timing(t)
 	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	require.NoError(t, err, "the cross-check needs python3 (its standard library only)")
 	url := faketest.StartStandalone(t, "--engine-name", "vLLM", "--model", "fake-model",
 		"--prefill-ms", "80", "--per-token-ms", "4", "--tokens", "128")
 

@@ -11,7 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/inferbench/inferbench/fake/faketest"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,9 +21,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/fake"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/metrics"
 	"github.com/inferbench/inferbench/internal/record"
+	"github.com/inferbench/inferbench/internal/testenv"
 )
 
 // testOptions are small, fast suite options writing into a temp folder.
@@ -154,27 +156,39 @@ func TestFaultsAreCountedAndSaved(t *testing.T) {
 	assert.Equal(t, sum.Failed, failed)
 }
 
-// TestSuiteAgreesWithTheModel checks the whole measurement chain against
+// TestTimingSuiteAgreesWithTheModel checks the whole measurement chain against
 // the simulator's analytic prediction at low concurrency, where a loaded
 // 2-core CI machine still keeps up.
-func TestSuiteAgreesWithTheModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a few seconds of load")
-	}
+func TestTimingSuiteAgreesWithTheModel(t *testing.T) {
+	testenv.Timing(t)
 	o := testOptions(t, "fake:friendli-like")
 	o.OutputTokens = 64
 	o.Concurrency = "1,8" // sizes the client's connection pool
 	s, err := New(context.Background(), o)
 	require.NoError(t, err)
 	defer s.Close()
+	vsModel := []string{"tok/s-vs-model", "req/s-vs-model", "ttft-vs-model", "itl-vs-model"}
 	for _, c := range []int{1, 8} {
-		lv := runLevel(s, s.engines[0], c, 3*c)
-		require.NoError(t, lv.err())
-		byUnit := map[string]float64{}
-		for _, m := range lv.Metrics {
-			byUnit[m.Unit] = m.Value
+		// Other processes only ever make the simulator late: up to three
+		// attempts, as fake's fidelity checks; the last one asserts.
+		var byUnit map[string]float64
+		for attempt := 1; attempt <= 3; attempt++ {
+			lv := runLevel(s, s.engines[0], c, 3*c)
+			require.NoError(t, lv.err())
+			byUnit = map[string]float64{}
+			for _, m := range lv.Metrics {
+				byUnit[m.Unit] = m.Value
+			}
+			ok := true
+			for _, u := range vsModel {
+				ok = ok && math.Abs(byUnit[u]-1) <= 0.10
+			}
+			if ok {
+				break
+			}
+			t.Logf("concurrency %d, attempt %d: %v", c, attempt, byUnit)
 		}
-		for _, u := range []string{"tok/s-vs-model", "req/s-vs-model", "ttft-vs-model", "itl-vs-model"} {
+		for _, u := range vsModel {
 			assert.InDelta(t, 1, byUnit[u], 0.10, "concurrency %d: %s", c, u)
 		}
 		// req/s and tok/s count the same requests over the same window (with

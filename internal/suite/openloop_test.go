@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/internal/slo"
+	"github.com/inferbench/inferbench/internal/testenv"
 )
 
 func TestParseRatesAndArrival(t *testing.T) {
@@ -251,15 +252,13 @@ func runRate(s *Suite, e *Engine, rate float64, n int) Result {
 	return sm.Finish()
 }
 
-// TestOpenLoopAgreesWithVirtualTime: the simulated engine measured in an
+// TestTimingOpenLoopAgreesWithVirtualTime: the simulated engine measured in an
 // open loop at two rates below saturation agrees with fake/sim's
 // virtual-time model run on the same schedule: TTFT p50 and p99 (from the
 // intended send) within 10 %, TPOT p50 within 5 %, and the client keeps
 // the schedule (achieved rate within 5 % of the schedule's).
-func TestOpenLoopAgreesWithVirtualTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 15 s of load")
-	}
+func TestTimingOpenLoopAgreesWithVirtualTime(t *testing.T) {
+	testenv.Timing(t)
 	o := testOptions(t, "fake:vllm-like")
 	o.InputTokens, o.OutputTokens = 128, 64
 	o.Rate = "5,20"
@@ -302,15 +301,13 @@ func TestOpenLoopAgreesWithVirtualTime(t *testing.T) {
 	}
 }
 
-// TestCapacityAgreesWithVirtualTime: BenchmarkCapacity's search on the
+// TestTimingCapacityAgreesWithVirtualTime: BenchmarkCapacity's search on the
 // simulated engine finds a capacity within 10 % of the one the same search
 // finds on the virtual-time model. -max-concurrency=8 makes the engine's
 // capacity under ttft-p99=300ms a few tens of requests/s (arrivals wait
 // for the cap, and the wait counts), which this machine can send.
-func TestCapacityAgreesWithVirtualTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 30 s of load")
-	}
+func TestTimingCapacityAgreesWithVirtualTime(t *testing.T) {
+	testenv.Timing(t)
 	o := testOptions(t, "fake:friendli-like")
 	o.InputTokens, o.OutputTokens = 128, 128
 	o.SLO = "ttft-p99=300ms"
