@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/inferbench/inferbench/fake/faketest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +25,7 @@ import (
 	"golang.org/x/perf/benchfmt"
 
 	"github.com/inferbench/inferbench/fake"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"github.com/inferbench/inferbench/plots"
 )
 

@@ -3,7 +3,6 @@ package suite
 import (
 	"bytes"
 	"context"
-	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/fake"
+	"github.com/inferbench/inferbench/fake/faketest"
 	"github.com/inferbench/inferbench/internal/load"
 	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/results"

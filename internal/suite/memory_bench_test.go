@@ -2,13 +2,14 @@ package suite
 
 import (
 	"context"
-	"github.com/inferbench/inferbench/fake/faketest"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferbench/inferbench/fake/faketest"
 )
 
 // BenchmarkMemoryPerStream measures what one concurrent stream costs the
