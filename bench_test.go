@@ -370,7 +370,7 @@ func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 		b.Skip("interrupted; records of this sample are saved, its numbers are not reported")
 	}
 	b.N = r.Summary.Requests // the line's iterations: the measured requests, TopUp's included
-	for _, m := range r.Metrics {
+	for _, m := range r.Reported() {
 		b.ReportMetric(m.Value, m.Unit)
 	}
 	for _, l := range r.Logs {
@@ -421,7 +421,7 @@ func benchCapacity(b *testing.B, s *suite.Suite, e *suite.Engine) {
 	if r.Interrupted {
 		b.Skip("interrupted; the search's records are saved, no capacity is reported")
 	}
-	for _, m := range r.Metrics {
+	for _, m := range r.Reported() {
 		b.ReportMetric(m.Value, m.Unit)
 	}
 	for _, l := range r.Logs {

@@ -93,11 +93,14 @@ func TestOpenLoopDefaultSampleSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			out := t.TempDir()
 			args := append([]string{"-engines=fake:friendli-like", "-rate=64", "-output-tokens=16",
-				"-input-tokens=16", "-progress=false", "-plot=false", "-out=" + t.TempDir()}, tt.benchtime...)
+				"-input-tokens=16", "-progress=false", "-plot=false", "-out=" + out}, tt.benchtime...)
 			stdout, err := helperProcess(context.Background(), t, nil, args...).Output()
 			require.NoError(t, err, "%s", stdout)
-			lines := benchLines(t, stdout, "stdout")
+			require.Len(t, benchLines(t, stdout, "stdout"), 1, "%s", stdout)
+			// The schedule's figures are diagnostics: in the .all.txt file.
+			lines := benchLines(t, mustRead(t, filepath.Join(out, "sim-friendli-like.all.txt")), "sim-friendli-like.all.txt")
 			require.Len(t, lines, 1, "%s", stdout)
 			if tt.benchtime == nil {
 				assert.GreaterOrEqual(t, lines[0].Iters, tt.iters)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/perf/benchmath"
 
 	"github.com/inferbench/inferbench/internal/report"
+	"github.com/inferbench/inferbench/internal/results"
 )
 
 // Units written by the suite that the plots use. Latencies are in
@@ -269,7 +271,7 @@ func Load(paths []string) (*Data, error) {
 		}
 		summary = f
 	}
-	paths = txt
+	paths = withCompanions(txt)
 	if len(paths) == 0 {
 		return nil, errors.New("plots: no input files")
 	}
@@ -336,7 +338,7 @@ func Load(paths []string) (*Data, error) {
 		}
 		label := res.GetConfig(".file")
 		if engine == "" {
-			engine = strings.TrimSuffix(filepath.Base(label), ".txt")
+			engine = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(label), results.AllExt), ".txt")
 		}
 		if engine == "" {
 			return nil, fmt.Errorf("plots: %s: cannot tell the engine: no /engine key and no file name", at)
@@ -477,6 +479,50 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// withCompanions puts, for every X.txt argument whose companion X.all.txt
+// (results.AllExt: the same lines with every metric) exists, the companion
+// in its place, labelled as the argument was, so the engine keeps its name
+// and the charts find the metrics X.txt leaves out. An X.txt given beside
+// its own X.all.txt (as a glob of results/*.txt gives them) is read once,
+// from the companion. Arguments are label=path or path, as benchfmt.Files
+// takes them.
+func withCompanions(args []string) []string {
+	given := map[string]bool{}
+	for _, a := range args {
+		given[argPath(a)] = true
+	}
+	var out []string
+	for _, a := range args {
+		p := argPath(a)
+		if strings.HasSuffix(p, results.AllExt) || !strings.HasSuffix(p, ".txt") {
+			out = append(out, a)
+			continue
+		}
+		all := strings.TrimSuffix(p, ".txt") + results.AllExt
+		if given[all] {
+			continue // read from the companion, given too
+		}
+		if _, err := os.Stat(all); err != nil {
+			out = append(out, a) // a file of go test output, or from before the companions
+			continue
+		}
+		label := a
+		if i := strings.Index(a, "="); i >= 0 {
+			label = a[:i]
+		}
+		out = append(out, label+"="+all)
+	}
+	return out
+}
+
+// argPath is the path of a label=path or path argument.
+func argPath(a string) string {
+	if i := strings.Index(a, "="); i >= 0 {
+		return a[i+1:]
+	}
+	return a
 }
 
 // summarize computes benchstat's summary of one group of samples.

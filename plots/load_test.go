@@ -420,3 +420,43 @@ func TestLoadOptionalUnits(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadReadsTheCompanion: a results folder has <engine>.txt (the
+// headline metrics) and <engine>.all.txt (every metric of the same lines).
+// Given the .txt, the .all.txt, or both (a glob), Load reads the engine
+// once, from the companion, under the engine's own name; a .txt without a
+// companion (go test output, or older results) is read as it is.
+func TestLoadReadsTheCompanion(t *testing.T) {
+	dir := t.TempDir()
+	const hdr = "model: m\n"
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(hdr+body), 0o644))
+		return p
+	}
+	txt := write("e.txt", "BenchmarkServe/concurrency=1-2\t4\t100 tok/s\t5e7 ttft-p50-ns\n")
+	all := write("e.all.txt", "BenchmarkServe/concurrency=1-2\t4\t100 tok/s\t5e7 ttft-p50-ns\t9 req/s\n")
+	lone := write("f.txt", "BenchmarkServe/concurrency=1-2\t4\t80 tok/s\n")
+	for _, tt := range []struct {
+		name  string
+		paths []string
+	}{
+		{"the .txt: its companion is read", []string{txt}},
+		{"the companion alone", []string{all}},
+		{"both, as a glob gives them", []string{all, txt}},
+		{"a label is kept", []string{"e=" + txt}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Load(tt.paths)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"e"}, d.Engines)
+			assert.True(t, d.HasUnit(UnitReqPerSec), "req/s, on the companion's line only")
+			require.Len(t, d.Series(UnitTokPerSec, "e"), 1)
+			assert.Len(t, d.Series(UnitTokPerSec, "e")[0].Samples, 1, "each line read once")
+		})
+	}
+	d, err := Load([]string{lone})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"f"}, d.Engines)
+	assert.False(t, d.HasUnit(UnitReqPerSec))
+}

@@ -106,8 +106,10 @@ type Sample struct {
 	// Sample is the 0-based index among the engine's samples at the level
 	// (record.Record.Sample).
 	Sample int `json:"sample"`
-	// Line is the result line as written to <engine>.txt.
-	Line string `json:"line"`
+	// Line is the result line as written to <engine>.txt; AllLine is its
+	// line in <engine>.all.txt, with every metric.
+	Line    string `json:"line"`
+	AllLine string `json:"all_line,omitempty"`
 	// Metrics are every statistic of the sample (internal/metrics'
 	// definitions): counts, errors, throughputs over the window and the
 	// full run, every latency distribution (p50/p90/p95/p99, queued ones

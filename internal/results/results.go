@@ -1,7 +1,9 @@
 // Package results writes a run's results to disk as it goes: one Go
 // benchmark-format file per engine (results/<engine>.txt, in the
 // single-engine naming, so `benchstat results/a.txt results/b.txt` compares
-// them), one JSON Lines file of per-request records per engine
+// them) with the headline metrics, its companion (results/<engine>.all.txt,
+// AllExt) with every metric of the same-named lines,
+// one JSON Lines file of per-request records per engine
 // (results/<engine>.jsonl) and, beside it, the samples file
 // (results/<engine>.samples.jsonl): a run line, then one line per sample
 // with what the records alone do not say (the instant the ramp-up ended,
@@ -92,15 +94,22 @@ type Dir struct {
 }
 
 type engineFiles struct {
-	txt, jsonl, samples *os.File
+	txt, all, jsonl, samples *os.File
 }
+
+// AllExt ends the name of a results file's companion: <engine>.all.txt
+// beside <engine>.txt, with the same header and, for every result line of
+// the .txt file, a line of the same name with every metric of the sample,
+// the .txt line's and the diagnostics it leaves out (the suite decides
+// which go where).
+const AllExt = ".all.txt"
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Create makes dir (if needed) and truncates results/<engine>.txt,
-// <engine>.jsonl and <engine>.samples.jsonl for each engine of this run,
-// writing the header (plus the engine-specific comment lines in
-// perEngine[engine]) at the top of each .txt file. Files of other engines
+// <engine>.all.txt, <engine>.jsonl and <engine>.samples.jsonl for each
+// engine of this run, writing the header (plus the engine-specific comment
+// lines in perEngine[engine]) at the top of the .txt and .all.txt files. Files of other engines
 // in dir are left alone.
 func Create(dir string, engines []string, h Header, perEngine map[string][]string) (*Dir, error) {
 	return CreateIn(dir, engines, h, perEngine, Layout{})
@@ -148,18 +157,19 @@ func CreateIn(dir string, engines []string, h Header, perEngine map[string][]str
 		for _, o := range []struct {
 			f   **os.File
 			ext string
-		}{{&f.txt, ".txt"}, {&f.jsonl, ".jsonl"}, {&f.samples, SamplesExt}} {
+		}{{&f.txt, ".txt"}, {&f.all, AllExt}, {&f.jsonl, ".jsonl"}, {&f.samples, SamplesExt}} {
 			if *o.f, err = os.Create(stem + o.ext); err != nil {
 				d.Close()
 				return nil, fmt.Errorf("results: %w", err)
 			}
 		}
-		txt := f.txt
 		hdr := h
 		hdr.Comments = append(append([]string(nil), h.Comments...), perEngine[e]...)
-		if _, err := txt.Write(hdr.Bytes()); err != nil {
-			d.Close()
-			return nil, fmt.Errorf("results: %w", err)
+		for _, w := range []*os.File{f.txt, f.all} {
+			if _, err := w.Write(hdr.Bytes()); err != nil {
+				d.Close()
+				return nil, fmt.Errorf("results: %w", err)
+			}
 		}
 	}
 	return d, nil
@@ -191,6 +201,23 @@ func (d *Dir) Line(engine, line string) error {
 		line += "\n"
 	}
 	_, err = f.txt.WriteString(line)
+	return err
+}
+
+// Result appends a result line to engine's .txt file and its companion
+// line, with every metric, to the .all.txt file, each in a single write.
+func (d *Dir) Result(engine, line, all string) error {
+	if err := d.Line(engine, line); err != nil {
+		return err
+	}
+	f, err := d.get(engine)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(all, "\n") {
+		all += "\n"
+	}
+	_, err = f.all.WriteString(all)
 	return err
 }
 
@@ -246,6 +273,9 @@ func (d *Dir) Close() error {
 	for _, f := range d.files {
 		if f.txt != nil {
 			errs = append(errs, f.txt.Close())
+		}
+		if f.all != nil {
+			errs = append(errs, f.all.Close())
 		}
 		if f.jsonl != nil {
 			errs = append(errs, f.jsonl.Close())

@@ -3,7 +3,6 @@ package suite
 import (
 	"fmt"
 	"runtime"
-	"testing"
 
 	"github.com/inferbench/inferbench/fake/sim"
 	"github.com/inferbench/inferbench/internal/load"
@@ -90,18 +89,8 @@ func analyze(recs []record.Record, w load.Window, a analysis) Result {
 	if !a.open {
 		out.Logs = append(out.Logs, sampleNotes(a.level, sum)...)
 	}
-	out.Line = namedResultLine(a.name, a.procs, sum.Requests, out.Metrics)
+	out.Line, out.All = resultLines(a.name, a.procs, sum.Requests, out.Metrics)
 	return out
-}
-
-// namedResultLine is resultLine for any name below BenchmarkServe and any
-// -N suffix (a recomputed line keeps the run's GOMAXPROCS).
-func namedResultLine(name string, procs, iters int, ms []Metric) string {
-	r := testing.BenchmarkResult{N: iters, Extra: map[string]float64{}}
-	for _, m := range ms {
-		r.Extra[m.Unit] = m.Value
-	}
-	return fmt.Sprintf("%s/%s-%d\t%s", benchParent, name, procs, r.String())
 }
 
 // analysisOf is the analysis of engine e's sample n at level c in this run.

@@ -10,7 +10,6 @@ import (
 	"math"
 	"runtime"
 	"strings"
-	"testing"
 )
 
 // DefaultCapacityRepeats is the -capacity-repeats used when
@@ -319,10 +318,11 @@ func (c *Capacity) Finish() Result {
 			out.Logs = append(out.Logs, fmt.Sprintf("virtual-time model's capacity %.4g req/s; probes: %s", model, steps))
 		}
 	}
-	out.Line = capacityLine(out.Metrics)
+	name := fmt.Sprintf("%s-%d", capacityParent, runtime.GOMAXPROCS(0))
+	out.Line, out.All = namedLines(name, 1, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := s.dir.Line(e.name, out.Line); err != nil {
+	if err := s.dir.Result(e.name, out.Line, out.All); err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
 	}
 	s.done.Add(1)
@@ -356,14 +356,4 @@ func sloMet(ms []Metric) bool {
 		}
 	}
 	return false
-}
-
-// capacityLine renders the capacity result as `go test -bench` prints it,
-// in the single-engine naming (BenchmarkCapacity-P).
-func capacityLine(ms []Metric) string {
-	r := testing.BenchmarkResult{N: 1, Extra: map[string]float64{}}
-	for _, m := range ms {
-		r.Extra[m.Unit] = m.Value
-	}
-	return fmt.Sprintf("%s-%d\t%s", capacityParent, runtime.GOMAXPROCS(0), r.String())
 }

@@ -275,10 +275,10 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 			for _, u := range units {
 				r.res.Metrics = append(r.res.Metrics, Metric{parts[0].meta.Extra[u], u})
 			}
-			r.res.Line = namedResultLine(a.name, a.procs, r.res.Summary.Requests, r.res.Metrics)
+			r.res.Line, r.res.All = resultLines(a.name, a.procs, r.res.Summary.Requests, r.res.Metrics)
 		}
 		r.notes = notes
-		r.stdoutLine = namedResultLine(subName(run0.Multi, g.engine, k.c), run0.GOMAXPROCS, r.res.Summary.Requests, r.res.Metrics)
+		r.stdoutLine, _ = resultLines(subName(run0.Multi, g.engine, k.c), run0.GOMAXPROCS, r.res.Summary.Requests, r.res.Metrics)
 		out = append(out, r)
 	}
 	return out, nil
@@ -418,7 +418,8 @@ func shiftRecord(r record.Record, d time.Duration) record.Record {
 	return r
 }
 
-// writeRecomputed writes <engine>.txt into opt.Out for every group.
+// writeRecomputed writes <engine>.txt and <engine>.all.txt into opt.Out
+// for every group; it returns the .txt files' paths.
 func writeRecomputed(opt Options, groups []*shardGroup, all []recomputed) ([]string, error) {
 	if err := os.MkdirAll(opt.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("-out=%s: %w", opt.Out, err)
@@ -429,8 +430,9 @@ func writeRecomputed(opt Options, groups []*shardGroup, all []recomputed) ([]str
 		hdr := run.Header
 		hdr.Comments = append(append(slices.Clone(hdr.Comments), run.EngineComments...),
 			fmt.Sprintf("recomputed by -from=%s from the per-request records (%d shard(s)); no engine was contacted", opt.From, g.n))
-		var b bytes.Buffer
+		var b, full bytes.Buffer
 		b.Write(hdr.Bytes())
+		full.Write(hdr.Bytes())
 		for _, r := range all {
 			if r.engine != g.engine {
 				continue
@@ -448,9 +450,13 @@ func writeRecomputed(opt Options, groups []*shardGroup, all []recomputed) ([]str
 				b.WriteString(c + "\n")
 			}
 			b.WriteString(r.res.Line + "\n")
+			full.WriteString(r.res.All + "\n")
 		}
 		p := filepath.Join(opt.Out, g.engine+".txt")
 		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("-out=%s: %w", opt.Out, err)
+		}
+		if err := os.WriteFile(filepath.Join(opt.Out, g.engine+results.AllExt), full.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("-out=%s: %w", opt.Out, err)
 		}
 		paths = append(paths, p)

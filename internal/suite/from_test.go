@@ -68,13 +68,17 @@ func TestFromReproducesTheRun(t *testing.T) {
 	var stdout bytes.Buffer
 	require.NoError(t, Recompute(Options{From: o.Out, Out: out}, &stdout, false))
 	for _, e := range []string{"sim-vllm-like", "sim-friendli-like"} {
-		want, err := os.ReadFile(filepath.Join(o.Out, e+".txt"))
+		for _, ext := range []string{".txt", results.AllExt} {
+			want, err := os.ReadFile(filepath.Join(o.Out, e+ext))
+			require.NoError(t, err)
+			got, err := os.ReadFile(filepath.Join(out, e+ext))
+			require.NoError(t, err)
+			require.Len(t, recomputedMarker.FindAll(got, -1), 1, "%s", got)
+			assert.Equal(t, string(want), recomputedMarker.ReplaceAllString(string(got), ""), e+ext)
+		}
+		all, err := os.ReadFile(filepath.Join(o.Out, e+results.AllExt))
 		require.NoError(t, err)
-		got, err := os.ReadFile(filepath.Join(out, e+".txt"))
-		require.NoError(t, err)
-		require.Len(t, recomputedMarker.FindAll(got, -1), 1, "%s", got)
-		assert.Equal(t, string(want), recomputedMarker.ReplaceAllString(string(got), ""), e)
-		assert.Contains(t, string(want), "tok/s-vs-model", "the ratios are part of what is compared")
+		assert.Contains(t, string(all), "tok/s-vs-model", "the ratios are part of what is compared")
 	}
 	var printed []string
 	for _, l := range strings.Split(stdout.String(), "\n") {

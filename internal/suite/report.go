@@ -203,7 +203,7 @@ func sampleNotes(c int, sum metrics.Summary) []string {
 // recordSample keeps a finished sample for summary.json.
 func (s *Suite) recordSample(e *Engine, c, n int, out Result) {
 	sum := out.Summary
-	rs := report.Sample{Engine: e.name, Concurrency: c, Sample: n, Line: out.Line,
+	rs := report.Sample{Engine: e.name, Concurrency: c, Sample: n, Line: out.Line, AllLine: out.All,
 		Warnings: sum.Warnings, Failed: len(out.Errs) > 0}
 	sum.Warnings = nil
 	rs.Metrics = report.SampleMetrics(sum)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,8 +202,10 @@ type Result struct {
 	Summary metrics.Summary
 	// Metrics are the result line's values, in the units the README defines.
 	Metrics []Metric
-	// Line is the result line as written to the engine's .txt file.
-	Line string
+	// Line is the result line as written to the engine's .txt file: the
+	// headline metrics (HeadlineUnits); All is its line in the companion
+	// <engine>.all.txt, with every metric.
+	Line, All string
 	// Logs are warnings and notes for the benchmark's log (b.Log).
 	Logs []string
 	// Errs fail the sub-benchmark: a record or result that could not be
@@ -341,7 +342,7 @@ func (sm *Sample) Finish() Result {
 			out.Errs = append(out.Errs, fmt.Errorf("saving the sample's metadata: %w", err))
 		}
 	}
-	out.Line = namedResultLine(a.name, a.procs, sum.Requests, out.Metrics)
+	out.Line, out.All = resultLines(a.name, a.procs, sum.Requests, out.Metrics)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if out.failedLine != "" {
@@ -350,11 +351,12 @@ func (sm *Sample) Finish() Result {
 	for _, c := range comments {
 		_ = s.dir.Line(e.name, c)
 	}
-	line := out.Line
+	line, all := out.Line, out.All
 	if sm.open != nil && sm.open.probe {
-		line = "# capacity probe: " + line // a step of BenchmarkCapacity's search, not a result
+		// A step of BenchmarkCapacity's search, not a result.
+		line, all = "# capacity probe: "+line, "# capacity probe: "+all
 	}
-	if err := s.dir.Line(e.name, line); err != nil {
+	if err := s.dir.Result(e.name, line, all); err != nil {
 		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
 	}
 	s.done.Add(1)
@@ -416,12 +418,13 @@ func reportedMetrics(sum metrics.Summary) []Metric {
 	return ms
 }
 
-// resultLine renders one sample exactly as `go test -bench` prints it, in
-// the single-engine naming (BenchmarkServe/concurrency=N-P), so per-engine
-// files line up in benchstat. testing.BenchmarkResult formats the numbers,
-// so the file and the benchmark output agree digit for digit.
-func resultLine(level string, iters int, ms []Metric) string {
-	return namedResultLine(level, runtime.GOMAXPROCS(0), iters, ms)
+// Reported are the metrics BenchmarkServe reports with b.ReportMetric, so
+// that its output lines carry what <engine>.txt carries: the headline
+// metrics, and ns/op as 0, which testing leaves off the line (its own
+// ns/op, the benchmark function's time per iteration, is no figure of
+// the engine's).
+func (r Result) Reported() []Metric {
+	return append(Headline(r.Metrics), Metric{0, "ns/op"})
 }
 
 // sampleCounter numbers the samples of each engine and level.

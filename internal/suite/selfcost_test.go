@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferbench/inferbench/engines"
+	"github.com/inferbench/inferbench/internal/results"
 )
 
 func TestClientCostClassify(t *testing.T) {
@@ -64,7 +65,8 @@ func TestEveryLineCarriesClientCost(t *testing.T) {
 		assert.Greater(t, byUnit["client-cpu-ns/tok"], 0.0)
 		assert.Greater(t, byUnit["client-cpu-frac"], 0.0)
 		assert.Contains(t, byUnit, "client-queued-frac")
-		assert.Contains(t, r.Line, "client-cpu-ns/tok")
+		assert.Contains(t, r.All, "client-cpu-ns/tok")
+		assert.NotContains(t, r.Line, "client-cpu-ns/tok", "a diagnostic, in <engine>.all.txt only")
 		assert.True(t, r.Client.InProcess)
 		assert.Greater(t, r.Client.Reads.Chunks, int64(0))
 		assert.InEpsilon(t, byUnit["client-cpu-ns/tok"], float64(r.Client.CPU.Total().Nanoseconds())/r.Client.Tokens, 1e-9)
@@ -74,7 +76,7 @@ func TestEveryLineCarriesClientCost(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, s.Conclude(&out, false))
 	assert.Contains(t, out.String(), "# client cost: ")
-	txt, err := os.ReadFile(s.txtFiles[0])
+	txt, err := os.ReadFile(strings.TrimSuffix(s.txtFiles[0], ".txt") + results.AllExt)
 	require.NoError(t, err)
 	for _, l := range strings.Split(string(txt), "\n") {
 		if strings.HasPrefix(l, "BenchmarkServe") {
