@@ -67,7 +67,12 @@ func TestConcurrencyAuto(t *testing.T) {
 	assert.Equal(t, len(want), strings.Count(string(txt), "# steady state verified sample 0 at concurrency=")+
 		strings.Count(string(txt), "# NOT STEADY sample 0")+strings.Count(string(txt), "# STEADY STATE NOT VERIFIED sample 0"),
 		"every point has its steady-state verdict")
-	assert.Contains(t, string(txt), "# steady state verified sample 0 at concurrency=1: ", "the simulator's single stream is steady")
+	// Which verdict a point gets is the machine's as much as the engine's:
+	// with another job beside it the single stream at concurrency 1
+	// drifted once (tok/s +15 %, Mann–Kendall p=0.05), and an earlier form
+	// of this test, which asserted it steady, failed. That a steady engine
+	// is judged steady is TestCheckSteady's ("flat", "noisy"), on records
+	// of known timing.
 }
 
 // TestConcurrencyAutoBadInput: auto is the whole value of -concurrency and

@@ -1,10 +1,10 @@
 package inferbench
 
-// This file binds the suite (internal/suite) to the command line and to
-// testing.B: the flags, TestMain and BenchmarkServe. It is the only place
-// that touches testing.B; set-up, preflight, samples, result files and
-// plots are internal/suite's, which this package's tests and BenchmarkServe
-// call alike.
+// This file binds the suite (internal/suite) to the command line
+// (internal/cli's flags) and to testing.B: TestMain, BenchmarkServe and
+// BenchmarkCapacity. It is the only place that touches testing.B; set-up,
+// preflight, samples, result files and plots are internal/suite's, which
+// the tests and BenchmarkServe call alike.
 
 import (
 	"context"
@@ -18,103 +18,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferbench/inferbench/internal/cli"
 	"github.com/inferbench/inferbench/internal/suite"
 )
 
-var (
-	flagEngines = flag.String("engines", "fake",
-		"comma-separated engines: fake (two simulated demo engines, in-process), fake:PRESET, vllm, friendli, "+
-			"friendli-serverless, friendli-dedicated, or NAME=URL (see README)")
-	flagConcurrency = flag.String("concurrency", "1,2,4,8,16,32,64,128,256",
-		"comma-separated closed-loop concurrency levels, or auto: a probe finds each engine's saturation point and 7 to 32 levels up to -max-concurrency are placed like MLPerf Endpoints' (see README)")
-	flagModel = flag.String("model", "",
-		"model name for every engine that has none of its own (default: discovered from GET /v1/models)")
-	flagInputTokens = flag.Int("input-tokens", 128,
-		"synthetic prompt length in tokens, calibrated against the server's usage.prompt_tokens")
-	flagOutputTokens = flag.Int("output-tokens", 128,
-		"fixed output length in tokens (min_tokens = max_tokens; ignore_eos for vLLM)")
-	flagDataset = flag.String("dataset", "",
-		"prompts from a ShareGPT JSON or JSONL file instead of synthetic ones")
-	flagSeed = flag.Int64("seed", 1,
-		"seed of the workload (the same requests in the same order for every engine)")
-	flagWarmup = flag.Int("warmup", 1,
-		"unmeasured warm-up requests per concurrency slot before each sample")
-	flagRequestTimeout = flag.Duration("request-timeout", 5*time.Minute,
-		"deadline for one whole request (headers and stream); a request past it is counted as a timeout")
-	flagPreflightTimeout = flag.Duration("preflight-timeout", 0,
-		"time limit of one engine's preflight (model discovery, probes, retries); 0 means -request-timeout × 4")
-	flagOut = flag.String("out", "results",
-		"folder for <engine>.txt (benchstat), <engine>.jsonl (per-request records) and the plots")
-	flagMaxErrorRate = flag.Float64("max-error-rate", 0,
-		"a sub-benchmark whose failed-request fraction exceeds this fails (its records are still saved)")
-	flagInsecure = flag.Bool("insecure-skip-verify", false,
-		"do not verify TLS certificates (prints a warning)")
-	flagHTTP2 = flag.Bool("http2", false,
-		"speak HTTP/2 to the engines (h2 over TLS, h2c by prior knowledge over cleartext; no fallback to HTTP/1.1)")
-	flagPlot = flag.Bool("plot", true,
-		"draw the charts (throughput, latency, pareto; latency-rate and goodput for -rate and -slo runs) into -out after the run")
-	flagProgress = flag.Bool("progress", true,
-		"show progress on the terminal (/dev/tty; never on stdout, nothing without a terminal)")
-	flagFrom = flag.String("from", "",
-		"recompute the result lines from the records (.jsonl, .samples.jsonl) in this folder, of one run or of its shards, "+
-			"contacting no engine; writes <engine>.txt and plots only with an explicit -out")
-	flagShard = flag.String("shard", "",
-		"I/N: run shard I's share of every level's streams, one of N processes loading the engine together (needs -start-at)")
-	flagStartAt = flag.String("start-at", "",
-		"RFC 3339 instant at which the first sample starts, the same for every shard (example: 2026-01-02T15:04:05Z)")
-	flagStartEvery = flag.Duration("start-every", 0,
-		"sample k starts at -start-at + k × this, on every shard (at least warm-up + -benchtime + cooldown)")
-	flagInputDist = flag.String("input-dist", "",
-		"prompt length distribution: fixed (-input-tokens), uniform:LO,HI, normal:MEAN,SD or lognormal:MEAN,SD (overrides -input-tokens)")
-	flagOutputDist = flag.String("output-dist", "",
-		"output length distribution: fixed (-output-tokens), uniform:LO,HI, normal:MEAN,SD, lognormal:MEAN,SD or dataset (overrides -output-tokens)")
-	flagPrefixTokens = flag.Int("prefix-tokens", 0,
-		"length of the shared prompt prefixes in tokens, part of -input-tokens (with -prefixes)")
-	flagPrefixes = flag.Int("prefixes", 0,
-		"number of shared prompt prefixes; every prompt opens with one, chosen by the seed (with -prefix-tokens)")
-	flagTurns = flag.Int("turns", 0,
-		"multi-turn conversations: turns per synthetic conversation (≥ 2), or with -dataset the most user turns replayed per conversation; 0 is single-turn")
-	flagThinkTime = flag.Duration("think-time", 0,
-		"pause between a turn's answer and the next turn of its conversation")
-	flagEndpoint = flag.String("endpoint", "chat",
-		"API: chat (/v1/chat/completions) or completions (/v1/completions with a prompt, no chat template)")
-)
-
-// Open loop, SLOs and capacity (issue 15).
-var (
-	flagRate = flag.String("rate", "",
-		"comma-separated open-loop arrival rates in requests/s (sub-benchmarks rate=R; without -concurrency, only these run)")
-	flagArrival = flag.String("arrival", "poisson",
-		"open-loop arrival process: poisson, gamma:CV (CV of the gaps; 1 is Poisson) or constant")
-	flagMaxConcurrency = flag.Int("max-concurrency", suite.DefaultMaxConcurrency,
-		"cap on an open loop's requests in flight (arrivals beyond it wait, and the wait counts in latency from the intended send), and the highest level -concurrency=auto probes and places")
-	flagSLO = flag.String("slo", "",
-		"service-level objective, e.g. ttft-p99=2s,tpot-p99=100ms or mlperf-server:llama3.1-8b: adds goodput-req/s, slo-good/op, slo-met to every line and enables BenchmarkCapacity")
-	flagCapacityRepeats = flag.Int("capacity-repeats", suite.DefaultCapacityRepeats,
-		"BenchmarkCapacity: samples at each rate near the boundary, all of which must meet -slo")
-	flagTrace = flag.String("trace", "",
-		"replay a trace (JSONL: Mooncake's timestamp,input_length,output_length,hash_ids; CSV: BurstGPT's Timestamp,Request tokens,Response tokens, or timestamp_ms,input_length,output_length) open loop, once per engine (sub-benchmark trace=SPEEDx)")
-	flagTraceSpeed = flag.Float64("trace-speed", 1,
-		"-trace's arrivals are its offsets ÷ this (2 replays twice as fast)")
-	flagTraceBlockTokens = flag.Int("trace-block-tokens", suite.DefaultTraceBlockTokens,
-		"tokens per hash id of a trace's shared prompt blocks (Mooncake's are 512)")
-)
-
-// concurrencyOption is -concurrency, or none when -rate or -trace is given without
-// it: an open-loop run does not also sweep the default closed-loop levels.
-func concurrencyOption() string {
-	if (*flagRate != "" || *flagTrace != "") && !flagSet("concurrency") {
-		return ""
-	}
-	return *flagConcurrency
-}
+// flags is the suite's command line (internal/cli: every flag with its
+// group, unit and help; docs/flags.md is generated from it).
+var flags = cli.Register(flag.CommandLine)
 
 // theSuite is set by TestMain when benchmarks run; nil otherwise.
 var theSuite *suite.Suite
 
 func TestMain(m *testing.M) {
+	flag.CommandLine.Usage = func() { flags.Usage(flag.CommandLine.Output()) }
 	flag.Parse()
-	if *flagFrom != "" {
+	if flags.PrintFlags() {
+		flags.Usage(os.Stdout)
+		os.Exit(0)
+	}
+	if flags.From() != "" {
 		os.Exit(runFrom())
 	}
 	if !benchmarksRequested() {
@@ -157,44 +79,12 @@ func runSuite(m *testing.M) int {
 	if tty != nil {
 		defer tty.Close()
 	}
-	s, err := suite.New(ctx, suite.Options{
-		Engines:          *flagEngines,
-		Concurrency:      concurrencyOption(),
-		Model:            *flagModel,
-		InputTokens:      *flagInputTokens,
-		OutputTokens:     *flagOutputTokens,
-		Dataset:          *flagDataset,
-		Seed:             *flagSeed,
-		Warmup:           *flagWarmup,
-		RequestTimeout:   *flagRequestTimeout,
-		PreflightTimeout: *flagPreflightTimeout,
-		Out:              *flagOut,
-		MaxErrorRate:     *flagMaxErrorRate,
-		Insecure:         *flagInsecure,
-		Bench:            benchPattern(),
-		Getenv:           os.Getenv,
-		Rate:             *flagRate,
-		Arrival:          *flagArrival,
-		MaxConcurrency:   *flagMaxConcurrency,
-		SLO:              *flagSLO,
-		CapacityRepeats:  *flagCapacityRepeats,
-		Benchtime:        benchtimeGiven(),
-		Progress:         tty,
-		Shard:            *flagShard,
-		StartAt:          *flagStartAt,
-		StartEvery:       *flagStartEvery,
-		InputDist:        *flagInputDist,
-		OutputDist:       *flagOutputDist,
-		PrefixTokens:     *flagPrefixTokens,
-		Prefixes:         *flagPrefixes,
-		Turns:            *flagTurns,
-		ThinkTime:        *flagThinkTime,
-		Endpoint:         *flagEndpoint,
-		HTTP2:            *flagHTTP2,
-		Trace:            *flagTrace,
-		TraceSpeed:       *flagTraceSpeed,
-		TraceBlockTokens: *flagTraceBlockTokens,
-	})
+	opt, err := flags.Options()
+	var s *suite.Suite
+	if err == nil {
+		opt.Bench, opt.Benchtime, opt.Getenv, opt.Progress = benchPattern(), benchtimeGiven(), os.Getenv, tty
+		s, err = suite.New(ctx, opt)
+	}
 	if err != nil {
 		// Not a "key: value" line and not a Benchmark line: benchfmt ignores it.
 		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
@@ -209,7 +99,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintf(os.Stdout, "# interrupted: results of the finished levels are in %s\n", s.Dir())
 		code = 130
 	}
-	if err := s.Conclude(os.Stdout, *flagPlot); err != nil {
+	if err := s.Conclude(os.Stdout, flags.Plot()); err != nil {
 		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
 		code = 1
 	}
@@ -220,15 +110,12 @@ func runSuite(m *testing.M) int {
 // under BenchmarkServe's sub-benchmark names and after the run's header, so
 // the output is what benchstat reads from a run; no test or benchmark runs
 // (a benchmark function would report b.N iterations of its own, not the
-// recorded requests). Only the analysis flags apply: -max-error-rate,
-// -bench (which sub-benchmarks), -out (only when given: where to write
-// <engine>.txt and the plots) and -plot.
+// recorded requests). Only the analysis flags apply (cli.FromOptions),
+// and -bench: which sub-benchmarks.
 func runFrom() int {
-	opt := suite.Options{From: *flagFrom, MaxErrorRate: *flagMaxErrorRate, Bench: benchPattern()}
-	if flagSet("out") {
-		opt.Out = *flagOut
-	}
-	if err := suite.Recompute(opt, os.Stdout, *flagPlot); err != nil {
+	opt := flags.FromOptions()
+	opt.Bench = benchPattern()
+	if err := suite.Recompute(opt, os.Stdout, flags.Plot()); err != nil {
 		fmt.Fprintf(os.Stdout, "FAIL inferbench: %v\n", err)
 		return 1
 	}
@@ -280,7 +167,7 @@ func benchtimeGiven() string {
 // returns nil when there is none or -progress=false: progress never goes
 // to stdout, which stays pure benchmark output.
 func openTerminal() *os.File {
-	if !*flagProgress {
+	if !flags.Progress() {
 		return nil
 	}
 	f, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)

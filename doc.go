@@ -20,4 +20,6 @@
 // (prompts and datasets), internal/metrics (statistics over per-request
 // records), internal/results (result files) and plots (pictures from result
 // files).
+//go:generate go run ./internal/cli/cmd/flagdoc -o docs/flags.md
+
 package inferbench

@@ -670,7 +670,7 @@ func TestAgreesWithPythonClient(t *testing.T) {
 			// first requests; its window is what is compared.
 			freshSeed++
 			run, err := runSuiteWith(t.TempDir(), wide, freshSeed, max(compareRequests, 12*c),
-				[]string{fmt.Sprintf("-output-dist=uniform:%d,%d", outputTokens/2, outputTokens*3/2)}, c)
+				[]string{fmt.Sprintf("-output-tokens=uniform:%d,%d", outputTokens/2, outputTokens*3/2)}, c)
 			require.NoError(t, err)
 			stopPython()
 			select {

@@ -104,7 +104,8 @@ type Options struct {
 	// StartEvery, so shards on other hosts start theirs together.
 	StartAt    string
 	StartEvery time.Duration
-	// InputDist is -input-dist and OutputDist -output-dist: the prompt and
+	// InputDist and OutputDist are -input-tokens and -output-tokens given as a
+	// distribution (internal/cli splits them from a fixed length): the prompt and
 	// output length distributions (workload.Dist: fixed, uniform:LO,HI,
 	// normal:MEAN,SD, lognormal:MEAN,SD, dataset). "" or "fixed" means
 	// -input-tokens / -output-tokens; any other value overrides them.
@@ -350,7 +351,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		inputTokens = 0 // the dataset's prompts are sent as they are; a distribution overrides
 	}
 	if !fixedOut {
-		outputTokens = 0 // -output-dist overrides -output-tokens
+		outputTokens = 0 // a distribution of output lengths: no fixed one
 	}
 	if s.work, err = workload.New(workload.Spec{
 		InputTokens:  inputTokens,
@@ -687,7 +688,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func flagError(err error) error {
 	msg := err.Error()
 	for _, r := range []struct{ spec, flag string }{
-		{"input distribution", "-input-dist"}, {"output distribution", "-output-dist"},
+		{"input distribution", "-input-tokens"}, {"output distribution", "-output-tokens"},
 		{"prefix tokens", "-prefix-tokens"}, {"turns", "-turns"}, {"think time", "-think-time"},
 	} {
 		if strings.Contains(msg, r.spec) {

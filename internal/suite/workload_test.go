@@ -49,10 +49,10 @@ func metric(r Result, unit string) (float64, bool) {
 	return 0, false
 }
 
-// TestOutputDistEndToEnd is the bar for -output-dist=uniform:16,256: the
+// TestOutputDistEndToEnd is the bar for -output-tokens=uniform:16,256: the
 // simulated engine gives every request exactly the length it asked for,
 // and the lengths asked for span the range. On the old code the suite had
-// no -output-dist: every request asked for -output-tokens.
+// no distribution: every request asked for -output-tokens.
 func TestOutputDistEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of load")
@@ -332,7 +332,7 @@ func TestWorkloadFlagErrors(t *testing.T) {
 		want   []string
 	}{
 		// A typo in the distribution names the flag and the kinds there are.
-		{"bad output dist", func(o *Options) { o.OutputDist = "zipf:1" }, []string{"-output-dist", "uniform:LO,HI"}},
+		{"bad output dist", func(o *Options) { o.OutputDist = "zipf:1" }, []string{"-output-tokens", "uniform:LO,HI"}},
 		// A prefix longer than the prompt it is part of.
 		{"prefix too long", func(o *Options) { o.PrefixTokens, o.Prefixes = 1024, 4 }, []string{"-prefix-tokens", "longer than the shared prefix"}},
 		// An unknown endpoint.

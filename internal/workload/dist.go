@@ -9,7 +9,7 @@ import (
 )
 
 // Dist is a length distribution of prompts or outputs, in tokens, parsed
-// from a -input-dist / -output-dist value by ParseDist. Draws are per seq
+// from an -input-tokens / -output-tokens distribution by ParseDist. Draws are per seq
 // from the seed, so the n-th request has the same length for every engine.
 //
 // The forms are:
