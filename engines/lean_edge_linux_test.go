@@ -2,6 +2,7 @@ package engines
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -422,9 +423,16 @@ func edgeModeServer(t *testing.T) string {
 			case "err500":
 				_, _ = io.WriteString(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom")
 			case "unsolicited":
-				writeChunked(bw, sse(content("a"), finishStop, "[DONE]"), "")
-				time.Sleep(10 * time.Millisecond)
-				_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\n\r\n")
+				// The stream and the bytes after it in one write, so they
+				// arrive together: written 10 ms later, they once reached
+				// a connection another request had taken from the pool in
+				// between, whose record then said stream-cut (a race of
+				// the test's own; the idle connection that gets late bytes
+				// is TestLeanUnsolicitedBytes's).
+				var b bytes.Buffer
+				writeChunked(bufio.NewWriter(&b), sse(content("a"), finishStop, "[DONE]"), "")
+				b.WriteString("HTTP/1.1 200 OK\r\n\r\n")
+				_, _ = conn.Write(b.Bytes())
 			case "hang":
 				_, _ = io.Copy(io.Discard, br)
 				return

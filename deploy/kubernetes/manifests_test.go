@@ -23,6 +23,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/inferbench/inferbench/internal/cli"
 )
 
 // decode reads a manifest into an API object, refusing unknown fields (a
@@ -41,21 +43,17 @@ func decode[T any](t *testing.T, path string) *T {
 const completionIndexAnnotation = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 // suiteFlags are the flags the suite's test binary accepts: the -test.*
-// flags the manifests use, and every flag bench_test.go defines (read from
-// its source, so a flag renamed there fails this test).
+// flags the manifests use, and every flag of the suite's command line
+// (internal/cli, so a flag renamed there fails this test).
 func suiteFlags(t *testing.T) *flag.FlagSet {
 	t.Helper()
-	src, err := os.ReadFile("../../bench_test.go")
-	require.NoError(t, err)
 	fs := flag.NewFlagSet("inferbench.test", flag.ContinueOnError)
 	fs.SetOutput(&strings.Builder{})
-	for _, m := range regexp.MustCompile(`flag\.\w+\("([a-z-]+)"`).FindAllSubmatch(src, -1) {
-		fs.String(string(m[1]), "", "")
-	}
+	cli.Register(fs)
 	for _, f := range []string{"test.run", "test.bench", "test.benchtime", "test.count"} {
 		fs.String(f, "", "")
 	}
-	require.NotNil(t, fs.Lookup("shard"), "bench_test.go defines -shard")
+	require.NotNil(t, fs.Lookup("shard"), "the suite defines -shard")
 	return fs
 }
 
