@@ -63,6 +63,7 @@ func helperProcess(ctx context.Context, t *testing.T, env []string, args ...stri
 // a server that echoes the Authorization header in its answers, and greps
 // every output for the marker.
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -132,6 +133,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 // first result and checks that the finished levels are on disk, readable by
 // benchfmt and by the plotter.
 func TestInterruptKeepsFinishedLevels(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -210,6 +212,7 @@ func benchLines(t *testing.T, out []byte, name string) []*benchfmt.Result {
 // interleaved one, every engine at a level before the next level, and the
 // whole sweep again for the next repetition.
 func TestRepeatedRunInterleaves(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -246,6 +249,7 @@ func TestRepeatedRunInterleaves(t *testing.T) {
 // selecting one engine: the other engine's result files are left exactly as
 // they were, and the header says only the selected engine was measured.
 func TestBenchFilterSelectsEngines(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -283,6 +287,7 @@ func TestBenchFilterSelectsEngines(t *testing.T) {
 // and the result file say where they came from, and every point's steady
 // state is checked.
 func TestConcurrencyAuto(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -338,6 +343,7 @@ func TestConcurrencyAuto(t *testing.T) {
 // a placement of closed-loop levels only; anything else fails at once with
 // what to give instead.
 func TestConcurrencyAutoBadInput(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -375,6 +381,7 @@ func TestConcurrencyAutoBadInput(t *testing.T) {
 // summary.json and report.html must be written. An explicit -benchtime=Nx
 // below C is honoured, with a warning.
 func TestDefaultSampleSize(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -392,9 +399,10 @@ func TestDefaultSampleSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			out := t.TempDir()
 			args := append([]string{"-engines=fake:vllm-like", "-concurrency=16", "-warmup=3", "-output-tokens=64",
-				"-input-tokens=16", "-progress=false", "-out=" + out}, tt.benchtime...)
+				"-input-tokens=16", "-progress=false", "-plot=false", "-out=" + out}, tt.benchtime...)
 			stdout, err := helperProcess(context.Background(), t, nil, args...).Output()
 			require.NoError(t, err, "%s", stdout)
 			lines := benchLines(t, stdout, "stdout")
@@ -429,6 +437,7 @@ func TestDefaultSampleSize(t *testing.T) {
 // achieved-req/s 0. A sample of one arrival (-benchtime=1x) has no rate:
 // the line leaves both rates off and the log says why.
 func TestOpenLoopDefaultSampleSize(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
@@ -445,6 +454,7 @@ func TestOpenLoopDefaultSampleSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			out := t.TempDir()
 			args := append([]string{"-engines=fake:friendli-like", "-rate=64", "-output-tokens=16",
 				"-input-tokens=16", "-progress=false", "-plot=false", "-out=" + out}, tt.benchtime...)
@@ -606,6 +616,7 @@ func shardTokens(t *testing.T, dir string, n int) float64 {
 // averaged the shards' throughput instead of summing it, or counted one
 // shard only, is off by half.
 func TestShardsMergeToOneProcess(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs three suite processes against one engine")
 	}

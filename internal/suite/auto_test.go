@@ -22,6 +22,7 @@ import (
 // the reference implementation's tests reproduce verbatim
 // (mlcommons/endpoints-submission-cli tests/submission_checker/test_regions.py).
 func TestEndpointRegionsMatchAppendixB(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		cmax, cmin        int
 		low, medium, high [2]int
@@ -53,6 +54,7 @@ func TestEndpointRegionsMatchAppendixB(t *testing.T) {
 }
 
 func TestPlace(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		sat, cap   int
@@ -93,6 +95,7 @@ func TestPlace(t *testing.T) {
 }
 
 func TestPlaceRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		sat, cap int
@@ -115,6 +118,7 @@ func TestPlaceRejects(t *testing.T) {
 // saturation points and caps: 7 to 32 distinct ascending levels from 1 to
 // C_max, the saturation point among them, every non-empty region covered.
 func TestPlaceBounds(t *testing.T) {
+	t.Parallel()
 	caps := []int{7, 8, 9, 16, 33, 64, 100, 256, 257, 1000, 4096, 100000}
 	for _, cap := range caps {
 		for _, sat := range []int{1, 2, 3, 5, 7, 8, 13, 31, 32, 33, 64, 100, 215, 256, 999, 4096, 50000, 99999, 100000} {
@@ -167,6 +171,7 @@ func (cv *curve) measure(c int) (probePoint, error) {
 }
 
 func TestProbeRamp(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		tok       func(c int) float64
@@ -219,6 +224,7 @@ func TestProbeRamp(t *testing.T) {
 }
 
 func TestProbeRampFailsAtOne(t *testing.T) {
+	t.Parallel()
 	cv := &curve{tok: func(int) float64 { return 100 }, failAt: 1}
 	_, err := probeRamp(cv.measure, 256, 0.1)
 	require.Error(t, err)
@@ -227,6 +233,7 @@ func TestProbeRampFailsAtOne(t *testing.T) {
 }
 
 func TestAutoRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*Options)
@@ -340,6 +347,7 @@ func TestAutoProbeFindsTheSimulatorsKnee(t *testing.T) {
 }
 
 func TestAutoRunsNoProbeWithoutClosedLoop(t *testing.T) {
+	t.Parallel()
 	// -bench selects only the open loop: nothing to place, no probe (it
 	// would take the engine's time for nothing), and the header says so.
 	o := testOptions(t, "fake:friendli-like")

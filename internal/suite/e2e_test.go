@@ -80,6 +80,7 @@ func readRecords(t *testing.T, path string) []record.Record {
 }
 
 func TestSetupErrorsAreClearAndFast(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		mutate  func(*Options)
@@ -121,6 +122,7 @@ func TestSetupErrorsAreClearAndFast(t *testing.T) {
 // that fails a fifth of its requests (500, cut streams, hangs): the level
 // ends, errors/op is right, every request has a record with its kind.
 func TestFaultsAreCountedAndSaved(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -206,6 +208,7 @@ func TestTimingSuiteAgreesWithTheModel(t *testing.T) {
 // sample by sample. On the old code every sample restarted at seq 0, so
 // a real engine's prefix cache served every sample after the first.
 func TestPromptsNeverRepeat(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -246,6 +249,7 @@ func TestPromptsNeverRepeat(t *testing.T) {
 // closes and the client dials per request), and the header says so. The
 // old client lost 12–38 % of requests to dead reused connections.
 func TestClosingServerLosesNothing(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -286,6 +290,7 @@ func TestClosingServerLosesNothing(t *testing.T) {
 // later samples from its cache, TTFT falls and the cached fraction rises,
 // which shows the first row's check can fail.
 func TestNoPrefixCacheHitsAcrossSamples(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -343,6 +348,7 @@ func TestNoPrefixCacheHitsAcrossSamples(t *testing.T) {
 // a stream-cut failure with the output it got, nothing is sent again, and
 // the next request reuses the connection.
 func TestCleanEndWithoutFinishIsAFailure(t *testing.T) {
+	t.Parallel()
 	r := faketest.Start(t, "friendli-like", fake.Options{ErrorRate: 0.5, ErrorKinds: []string{"abort"}, Seed: 2})
 	o := testOptions(t, "ollama-like="+r.URL())
 	o.MaxErrorRate = 1

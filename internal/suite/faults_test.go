@@ -268,6 +268,7 @@ func assertNoSecret(t *testing.T, dir string) {
 // 1 s request timeout) against servers that answer the preflight and then
 // misbehave on every later request (or, where a row says so, on some).
 func TestFaultSuite(t *testing.T) {
+	t.Parallel()
 	const (
 		conc     = 4
 		measured = 12
@@ -599,6 +600,7 @@ func containsAny(list []string, sub string) bool {
 // TestFaultSuiteSetupErrors checks that a preflight that cannot succeed
 // ends the set-up at once with an error naming the engine and the URL.
 func TestFaultSuiteSetupErrors(t *testing.T) {
+	t.Parallel()
 	refused := func(t *testing.T) string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
@@ -723,6 +725,7 @@ func TestFaultSuiteSetupErrors(t *testing.T) {
 // seen every connection end, and after the server's Close no goroutine may
 // remain beyond the baseline taken at the start.
 func TestHygieneAfterFaults(t *testing.T) {
+	// Not parallel: goleak counts every goroutine of the process.
 	if testing.Short() {
 		t.Skip("waits out request timeouts")
 	}

@@ -47,6 +47,7 @@ var recomputedMarker = regexp.MustCompile(`(?m)^# recomputed by -from=.*\n`)
 // Without the simulator's configuration in the samples file the
 // *-vs-model metrics would be missing (this test then fails on every line).
 func TestFromReproducesTheRun(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -95,6 +96,7 @@ func TestFromReproducesTheRun(t *testing.T) {
 // FAILED line, and -from says the same; with -max-error-rate=1 -from
 // recomputes the same numbers without the failure.
 func TestFromAppliesAnalysisOptions(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -146,6 +148,7 @@ func TestFromAppliesAnalysisOptions(t *testing.T) {
 // copy or a mix-up does and checks that -from says what is wrong instead of
 // computing numbers from them.
 func TestFromRefusesFilesThatDoNotFit(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a second of load")
 	}
@@ -245,6 +248,7 @@ func shardPart(shard, shards int, epoch int64, start, length, gap time.Duration,
 // the records are moved to the earliest epoch, the window is the common
 // part, throughput is the sum, and windows that do not overlap are refused.
 func TestMergeShards(t *testing.T) {
+	t.Parallel()
 	const ms = time.Millisecond
 	tests := []struct {
 		name       string

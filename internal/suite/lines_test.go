@@ -15,6 +15,7 @@ import (
 // 1e-9 to 1e12 and each of prettyPrint's boundaries, so a result file
 // and go test's own output agree digit for digit.
 func TestFormatLineMatchesTesting(t *testing.T) {
+	t.Parallel()
 	values := []float64{0, 1e-9, 0.00099995, 0.0009999, 0.0099995, 0.099995, 0.99995, 9.9995, 99.995, 999.95, 999.949, 1e12, -3.5}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 2000 {
@@ -31,6 +32,7 @@ func TestFormatLineMatchesTesting(t *testing.T) {
 // units in HeadlineUnits' order and nothing else; the .all.txt line has
 // the same first, then ns/op, then the rest by unit; ns/op 0 is left off.
 func TestResultLinesLeadWithTheHeadline(t *testing.T) {
+	t.Parallel()
 	ms := []Metric{
 		{2.5e6, "ns/op"}, {400, "req/s"}, {0, "errors/op"}, {3e7, "e2e-p50-ns"},
 		{1000, "tok/s"}, {1.01, "tok/s-vs-model"}, {2e6, "ttft-p99-ns"}, {1e6, "ttft-p50-ns"},

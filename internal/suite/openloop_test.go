@@ -14,6 +14,7 @@ import (
 )
 
 func TestParseRatesAndArrival(t *testing.T) {
+	t.Parallel()
 	rates := []struct {
 		in   string
 		want []float64
@@ -66,6 +67,7 @@ func TestParseRatesAndArrival(t *testing.T) {
 // TestSchedules: every arrival process has the asked-for mean rate, the
 // same seed gives the same schedule, and gamma:CV has that CV.
 func TestSchedules(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		arrival string
 		cv      float64 // coefficient of variation of the gaps
@@ -94,6 +96,7 @@ func TestSchedules(t *testing.T) {
 // BenchmarkCapacity names too (on the old code a -bench naming only a
 // rate selected no engine).
 func TestSelectRateAndCapacity(t *testing.T) {
+	t.Parallel()
 	list := func() []*Engine { return []*Engine{{name: "a"}, {name: "b"}} }
 	ms, err := slo.Parse("ttft-p99=1s")
 	require.NoError(t, err)
@@ -135,6 +138,7 @@ func TestSelectRateAndCapacity(t *testing.T) {
 // met below a boundary. The result is the highest rate measured to meet
 // it, within the tolerance below the boundary.
 func TestCapacitySearch(t *testing.T) {
+	t.Parallel()
 	below := func(b float64) func(float64, int) (bool, error) {
 		return func(r float64, _ int) (bool, error) { return r <= b, nil }
 	}
@@ -206,6 +210,7 @@ func metricOf(r Result, unit string) (float64, bool) {
 // slo-good/op and slo-met; a limit the engine meets gives slo-met 1 and
 // goodput = every measured request, one it cannot gives 0 and 0.
 func TestSLOOnEveryLine(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		slo      string
 		met      float64

@@ -19,6 +19,7 @@ import (
 )
 
 func TestTailMetrics(t *testing.T) {
+	t.Parallel()
 	d := metrics.Dist{P90: 9, P95: 10, P99: 11}
 	tests := []struct {
 		n    int
@@ -41,6 +42,7 @@ func TestTailMetrics(t *testing.T) {
 }
 
 func TestSampleWarningsStateTheRule(t *testing.T) {
+	t.Parallel()
 	sum := metrics.Summarize(nil, load.Window{})
 	sum.TTFT.N, sum.ITL.N, sum.E2E.N = 40, 400, 40
 	sum.Warnings = []string{"few samples for tail percentiles: TTFT [p99] n=40 (p99 needs ≥ 100 values)", "other"}
@@ -53,6 +55,7 @@ func TestSampleWarningsStateTheRule(t *testing.T) {
 }
 
 func TestRedactArgs(t *testing.T) {
+	t.Parallel()
 	got := redactArgs([]string{"x.test", "-engines=a=http://u:secret@h:1/v1/chat/completions?api_key=k2,vllm", "-out=r"})
 	assert.NotContains(t, strings.Join(got, " "), "secret")
 	assert.NotContains(t, strings.Join(got, " "), "k2")
@@ -75,6 +78,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestProgressLine(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	var w syncBuffer
@@ -101,6 +105,7 @@ func TestProgressLine(t *testing.T) {
 // summary.json holds both samples, the pooled statistics and the run's
 // metadata; report.html and the summary table are written.
 func TestConcludeWritesSummaryAndReport(t *testing.T) {
+	t.Parallel()
 	opt := testOptions(t, "fake:friendli-like")
 	opt.Concurrency = "2"
 	s, err := New(t.Context(), opt)
@@ -141,6 +146,7 @@ func TestConcludeWritesSummaryAndReport(t *testing.T) {
 // with its charts (latency vs rate) in the report. The plots used to be
 // drawn only when a closed-loop level had run, so -rate alone drew none.
 func TestConcludeDrawsOpenLoopCharts(t *testing.T) {
+	t.Parallel()
 	opt := testOptions(t, "fake:friendli-like")
 	opt.Concurrency, opt.Rate = "", "20"
 	s, err := New(t.Context(), opt)

@@ -15,6 +15,7 @@ import (
 )
 
 func TestClientCostClassify(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		cc        ClientCost
@@ -47,6 +48,7 @@ func TestClientCostClassify(t *testing.T) {
 // whether any sample was client-bound. On the old code no line carried
 // client-cpu-ns/tok.
 func TestEveryLineCarriesClientCost(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a second of load")
 	}

@@ -11,6 +11,7 @@ import (
 // TestShareAddsUp: the shares of every level differ by at most one and add
 // up to the level, and shard 0 always has one (the merge relies on it).
 func TestShareAddsUp(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{1, 2, 3, 7, 64} {
 		for _, c := range []int{1, 2, 5, 63, 64, 65, 1000} {
 			sum, lo, hi := 0, c, 0
@@ -36,6 +37,7 @@ func TestShareAddsUp(t *testing.T) {
 }
 
 func TestParseShardAndSchedule(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, shard, at string
 		every           time.Duration

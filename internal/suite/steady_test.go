@@ -14,6 +14,7 @@ import (
 )
 
 func TestMannKendallP(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		x    []float64
@@ -41,6 +42,7 @@ func TestMannKendallP(t *testing.T) {
 }
 
 func TestTheilSenChange(t *testing.T) {
+	t.Parallel()
 	// A line from 100 to 130 over 8 points: slope 30/7, × 7 ÷ median 115.
 	x := make([]float64, 8)
 	for i := range x {
@@ -93,6 +95,7 @@ func closedLoop(c, measured int, ttft time.Duration, tpot func(t time.Duration) 
 }
 
 func TestCheckSteady(t *testing.T) {
+	t.Parallel()
 	const ttft = 30 * time.Millisecond
 	flat := func(time.Duration) time.Duration { return 2 * time.Millisecond }
 	// TPOT rising by 60 % per second of the run: the engine slows down.
@@ -143,6 +146,7 @@ func TestCheckSteady(t *testing.T) {
 }
 
 func TestCheckSteadyIgnoresFailuresForLatency(t *testing.T) {
+	t.Parallel()
 	recs, w := closedLoop(2, 32, 30*time.Millisecond, func(time.Duration) time.Duration { return 2 * time.Millisecond })
 	// A failed measured request has no latency to test, but counts as a
 	// measured request for the rounds.
@@ -159,6 +163,7 @@ func TestCheckSteadyIgnoresFailuresForLatency(t *testing.T) {
 }
 
 func TestSteadyComment(t *testing.T) {
+	t.Parallel()
 	ok := steadyCheck{Verified: true, Steady: true, Rounds: 4, Trends: []trend{{Metric: "tok/s", P: 0.5, Change: 0.01}}}
 	assert.Equal(t, "# steady state verified sample 2 at concurrency=8: 4.0 rounds, 8 blocks: tok/s +1% (Mann–Kendall p=0.50)", steadyComment(ok, 2, "concurrency=8"))
 	bad := steadyCheck{Verified: true, Rounds: 4, Trends: []trend{{Metric: "tpot-p50", P: 0.001, Change: 0.3, Drifts: true}}}

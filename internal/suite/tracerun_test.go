@@ -22,6 +22,7 @@ import (
 // offset ÷ -trace-speed (intended exactly; sent within 5 ms), with the
 // trace's output length, and requests that share hash ids share a prefix.
 func TestTraceReplay(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a second of real time")
 	}

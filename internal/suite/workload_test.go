@@ -54,6 +54,7 @@ func metric(r Result, unit string) (float64, bool) {
 // and the lengths asked for span the range. On the old code the suite had
 // no distribution: every request asked for -output-tokens.
 func TestOutputDistEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -102,6 +103,7 @@ func withPrefixCaching(cfg *sim.Config) bool {
 // prefixes (same prompt length). It needs the simulator's prefix caching
 // (the fake branch); without it the test skips and says so.
 func TestSharedPrefixesHitTheCache(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
@@ -146,6 +148,7 @@ func TestSharedPrefixesHitTheCache(t *testing.T) {
 // suite reports without a caching server: prefix tokens ÷ prompt tokens,
 // about L ÷ -input-tokens, and a record field per request.
 func TestSharedPrefixesCacheableFraction(t *testing.T) {
+	t.Parallel()
 	o := testOptions(t, "fake:vllm-like")
 	o.InputTokens, o.PrefixTokens, o.Prefixes = 256, 128, 2
 	o.OutputTokens = 2
@@ -209,6 +212,7 @@ func (a *answeringServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (the server's own text, not the file's). On the old code a dataset entry
 // was its first user turn only.
 func TestConversationFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "conversations.jsonl")
 	var b strings.Builder
 	for i := range 4 {
@@ -268,6 +272,7 @@ func TestConversationFile(t *testing.T) {
 // TestSyntheticConversations checks -turns=3 with synthetic prompts
 // against the simulated engine: turns 0–2, growing prompts, TTFT per turn.
 func TestSyntheticConversationsEndToEnd(t *testing.T) {
+	t.Parallel()
 	o := testOptions(t, "fake:vllm-like")
 	o.Turns, o.OutputTokens, o.Concurrency = 3, 4, "2"
 	s, err := New(context.Background(), o)
@@ -293,6 +298,7 @@ func TestSyntheticConversationsEndToEnd(t *testing.T) {
 // simulated engine behind a proxy that notes the paths: every request goes
 // to /v1/completions, and succeeds with the fixed length.
 func TestCompletionsEndpointEndToEnd(t *testing.T) {
+	t.Parallel()
 	r := faketest.Start(t, "vllm-like", fake.Options{})
 	target, err := url.Parse(r.URL())
 	require.NoError(t, err)
@@ -326,6 +332,7 @@ func TestCompletionsEndpointEndToEnd(t *testing.T) {
 }
 
 func TestWorkloadFlagErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*Options)
