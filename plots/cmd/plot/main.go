@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	plot [-out DIR] PATH...
+//	plot [-out DIR] [-missing-ok] PATH...
 //
 // Each PATH is a file, a label=file pair (the label names the engine), or a
 // directory, whose *.txt files are all read, with its summary.json when it has
@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/inferbench/inferbench/internal/results"
 	"github.com/inferbench/inferbench/plots"
 )
 
@@ -40,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("plot", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", ".", "directory to write the charts (throughput.png, latency.png, pareto.png, latency-rate.png, goodput.png) into")
+	missingOK := fs.Bool("missing-ok", false, "a directory argument that does not exist is skipped with a note, and no input at all is no error (go generate ./... on a fresh clone, before any run wrote results/)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: plot [-out DIR] FILE|LABEL=FILE|DIR...")
 		fs.PrintDefaults()
@@ -51,7 +53,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("no input: give result files or directories holding *.txt files")
 	}
-	paths, err := expand(fs.Args())
+	args = fs.Args()
+	if *missingOK {
+		var kept []string
+		for _, a := range args {
+			if _, err := os.Stat(a); err != nil && os.IsNotExist(err) && !strings.Contains(a, "=") {
+				fmt.Fprintf(stdout, "plot: %s does not exist: nothing to draw from it (a run of go test -bench=. writes results/)\n", a)
+				continue
+			}
+			kept = append(kept, a)
+		}
+		if len(kept) == 0 {
+			return nil
+		}
+		args = kept
+	}
+	paths, err := expand(args)
 	if err != nil {
 		return err
 	}
@@ -90,7 +107,8 @@ func expand(args []string) ([]string, error) {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			label := strings.TrimSuffix(filepath.Base(m), ".txt")
+			// X.all.txt is X.txt's companion (every metric): the engine X.
+			label := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(m), results.AllExt), ".txt")
 			if strings.Contains(label, "=") {
 				return nil, fmt.Errorf("%s: a file name with \"=\" cannot name an engine; rename it or pass it as label=path", m)
 			}

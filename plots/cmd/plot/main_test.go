@@ -40,6 +40,12 @@ func TestRun(t *testing.T) {
 		{"missing", []string{"nope.txt"}, "nope.txt", 0, "", ""},
 		// An unknown flag.
 		{"bad flag", []string{"-o", "x"}, "flag provided but not defined", 0, "", ""},
+		// A directory that does not exist is an error...
+		{"missing dir", []string{filepath.Join(emptyDir, "results")}, "no such file or directory", 0, "", ""},
+		// ...unless -missing-ok (go generate ./... before any run): a note, nothing drawn.
+		{"missing dir, -missing-ok", []string{"-missing-ok", filepath.Join(emptyDir, "results")}, "", 0, "does not exist: nothing to draw", ""},
+		// -missing-ok still draws what exists.
+		{"-missing-ok with a directory", []string{"-missing-ok", filepath.Join(emptyDir, "results"), "../../testdata/two"}, "", 3, "throughput.png", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +76,13 @@ func TestExpandLabelsDirectoryFiles(t *testing.T) {
 	got, err := expand([]string{dir, "x=y.txt"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a=" + filepath.Join(dir, "a.txt"), "b=" + filepath.Join(dir, "b.txt"), "x=y.txt"}, got)
+
+	// X.all.txt, X.txt's companion, is the engine X too (plots.Load reads
+	// it in X.txt's place).
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "b.all.txt"), nil, 0o644))
+	got, err = expand([]string{dir})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a=" + filepath.Join(dir, "a.txt"), "b=" + filepath.Join(dir, "b.all.txt"), "b=" + filepath.Join(dir, "b.txt")}, got)
 
 	// A file name with "=" cannot become a label.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "c=1.txt"), nil, 0o644))
