@@ -19,8 +19,7 @@ type Image struct {
 // Definition is one metric's definition, as the report lists it.
 type Definition struct{ Name, Meaning string }
 
-// Definitions are the metrics' definitions (README's "What each number
-// means", in short).
+// Definitions are the metrics' definitions (docs/metrics.md, in short).
 var Definitions = []Definition{
 	{"tok/s", "Steady-state output throughput: output tokens whose arrival falls inside the measured window (first measured send → last measured end, during which C requests are in flight), from any request, ÷ the window."},
 	{"total-tok/s", "(Prompt tokens of requests whose first token arrived in the window + the output tokens above) ÷ the window."},

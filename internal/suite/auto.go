@@ -11,7 +11,7 @@ package suite
 // reference compute_regions does), §5.6 (at most 32 points) and §6.1 (fixed
 // concurrency only). The rules leave C_max, the saturation point and the
 // exact levels to the submitter; how this file chooses them is stated on
-// Place and probeRamp, and in the README.
+// Place and probeRamp, and in docs/load.md.
 
 import (
 	"context"
@@ -551,7 +551,7 @@ func (s *Suite) autoHeader() []string {
 	}
 	lines := []string{
 		"concurrency=auto: a probe (-warmup, then 2 rounds of measured requests per level, doubling from 1) finds each engine's saturation point, the lowest concurrency with ≥ 90% of the highest output tok/s it measured; " +
-			"the levels are placed over the largest one like MLPerf Endpoints (endpoints_rules.md §5.3–5.6: 1, one point in each of three log2 regions, at least 7 and at most 32 points), the same for every engine; see README.",
+			"the levels are placed over the largest one like MLPerf Endpoints (endpoints_rules.md §5.3–5.6: 1, one point in each of three log2 regions, at least 7 and at most 32 points), the same for every engine; see docs/load.md.",
 	}
 	if !s.auto.probed {
 		return append(lines, "concurrency=auto: -bench selects no closed-loop level, so no probe ran and no level is placed")

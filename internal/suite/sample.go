@@ -200,7 +200,7 @@ func (sm *Sample) Dispatch() error {
 type Result struct {
 	// Summary is the sample's statistics.
 	Summary metrics.Summary
-	// Metrics are the result line's values, in the units the README defines.
+	// Metrics are the result line's values, in the units docs/metrics.md defines.
 	Metrics []Metric
 	// Line is the result line as written to the engine's .txt file: the
 	// headline metrics (HeadlineUnits); All is its line in the companion
@@ -376,7 +376,7 @@ func ratio(got, want float64) float64 {
 }
 
 // reportedMetrics turns a summary into the benchmark's metrics, in the
-// units the plots and the README document. Latencies are in ns so that
+// units the plots and docs/metrics.md document. Latencies are in ns so that
 // benchstat shows them in seconds. A latency with no observation (every
 // measured request failed; TPOT and ITL with one-token outputs) is left
 // off the line: a 0 would read as a measurement.

@@ -13,7 +13,7 @@ import (
 )
 
 // Thresholds of ClientCost.Bound. A sample is client-bound when either
-// holds; both are stated in the README.
+// holds; both are stated in docs/client-cost.md.
 const (
 	// boundCoreShare: the client process used more than this share of
 	// the cores the Go runtime may run on (GOMAXPROCS) over the window.

@@ -44,7 +44,7 @@ const (
 // per block.
 func steadyMinMeasured(c int) int { return max(steadyRounds*c, steadyBlocks) }
 
-// steadyRule states the check for the header and the README.
+// steadyRule states the check for the header and docs/load.md.
 func steadyRule() string {
 	return fmt.Sprintf("tok/s over %d equal slices of the window, and tpot-p50 and ttft-p50 over %d blocks of the measured requests in send order, show no Mann–Kendall trend at p < %.2f that moves them more than ±%.0f%% (Theil–Sen) across the sample; at least %d rounds of C measured requests (MLPerf Endpoints §4.4: gating metrics, MIN_TREND_N = 4)",
 		steadyBlocks, steadyBlocks, steadyAlpha, 100*steadyChange, steadyRounds)

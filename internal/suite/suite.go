@@ -25,7 +25,7 @@ import (
 
 // Options are the suite's flags, gathered so that the root package's
 // TestMain and this package's tests build a suite the same way. Every field
-// is one command-line flag (README lists them); the zero value of an
+// is one command-line flag (internal/cli registers them); the zero value of an
 // optional field is its documented default.
 type Options struct {
 	// Engines is -engines: fake, fake:PRESET, vllm, friendli, …, NAME=URL.
@@ -639,7 +639,7 @@ func (s *Suite) makeHeader() results.Header {
 	}
 	h.Comments = append(h.Comments,
 		"tok/s: output tokens arriving inside the window where the target concurrency is held, / that window (monotonic client clock).",
-		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; see README for each definition.",
+		"Latencies (ttft, tpot, itl, e2e) are from the client's send, over measured requests only; docs/metrics.md has every definition.",
 		s.sampleRule(), tailRule())
 	h.Comments = append(h.Comments, s.autoHeader()...)
 	switch {
