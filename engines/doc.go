@@ -4,6 +4,20 @@
 // else: it never prints, and it shares no protocol code with the simulated
 // engine (fake/), which is its independent oracle.
 //
+// Input: an -engines item (Parse), Options, and Requests. Output: one
+// record.Record per request, every timestamp stamped as the bytes
+// arrived, every failure classified in it (Do never returns an error),
+// and the Conformance facts of a probe. It imports only internal/record of
+// the project's; it computes no statistic and writes no file.
+//
+// One request (the package's Example runs it against fake's server):
+//
+//	e, err := engines.Parse("vllm@meta-llama/Llama-3.1-8B-Instruct=http://gpu1:8000", os.Getenv)
+//	c, err := engines.NewClient(e, engines.Options{RequestTimeout: time.Minute})
+//	var rec record.Record
+//	c.Do(ctx, engines.Request{Messages: []engines.Message{{Role: "user", Content: "Hi"}}, MaxTokens: 128}, &rec)
+//	ttft, ok := rec.TTFT() // rec.Error is record.OK, or the kind of failure
+//
 // # Engine specs
 //
 // Parse reads one item of the -engines list:

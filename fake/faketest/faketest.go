@@ -1,6 +1,3 @@
-// Package faketest starts inferbench's simulated engine for tests of other
-// packages: in-process (Start) or as the standalone fake-engine command on
-// a loopback port (StartStandalone). Both stop when the test ends.
 package faketest
 
 import (

@@ -2,7 +2,10 @@
 // continuous-batching scheduler in virtual time (Scheduler), a real-time
 // driver that runs it on one goroutine (Engine), and an analytic prediction
 // of closed-loop throughput and latency (Predict). Package fake serves it
-// over HTTP; this package knows nothing about HTTP, SSE or JSON.
+// over HTTP; this package knows nothing about HTTP, SSE or JSON, prints
+// nothing and imports nothing of the project's. Input: a Config (a preset
+// or the command's flags) and requests' lengths; output: token events in
+// real or virtual time, statistics and predictions.
 //
 // # The model
 //

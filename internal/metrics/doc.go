@@ -1,7 +1,8 @@
 // Package metrics computes the statistics of a run from its per-request
 // records (internal/record) and the measured window (load.Window). It never
 // reads a clock: every number is a function of the records alone, so the same
-// records always give the same Summary.
+// records always give the same Summary. It prints nothing, writes no file
+// and imports only internal/record and internal/load (the Window type).
 //
 // # Definitions
 //
