@@ -34,6 +34,13 @@ type LlamaConfig struct {
 	Seed uint64
 	// Words get whole-word tokens (see Vocabulary); nil means DefaultWords.
 	Words []string
+	// EOSBias, when not zero, makes the end-of-sequence token reachable:
+	// its logit gets about EOSBias/rms(x) from the constant dimension
+	// (see NewLlama), so a larger bias stops replies sooner. 0 keeps it
+	// unreachable, as every reply must run to max_tokens for the
+	// benchmark; a positive bias is for capturing how engines end a
+	// natural stop (the EOS llama-server counts in usage but never sends).
+	EOSBias float64
 }
 
 // ChatTemplate is the Jinja chat template NewLlama stores as
@@ -184,6 +191,9 @@ func NewLlama(cfg LlamaConfig) (*File, error) {
 		out.Data[t*nEmbd+constDim] = 0
 		if !vocab.Text(t) {
 			out.Data[t*nEmbd+constDim] = bannedLogitPer
+		}
+		if t == EOSID && cfg.EOSBias != 0 {
+			out.Data[t*nEmbd+constDim] = float32(cfg.EOSBias / constNormGain)
 		}
 	}
 	f.Tensors = append(f.Tensors, *g.norm("output_norm.weight", nEmbd, constNormGain), *out)

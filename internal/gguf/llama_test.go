@@ -201,6 +201,30 @@ func TestUnreachableTokens(t *testing.T) {
 	}
 }
 
+// TestEOSBias: EOSBias makes the end-of-sequence token's logit about
+// EOSBias/rms(x) from the constant dimension (so it can be sampled),
+// while every other non-text token stays banned and the text tokens are
+// as they were.
+func TestEOSBias(t *testing.T) {
+	cfg := smallConfig
+	cfg.EmbeddingLength, cfg.HeadCount, cfg.HeadCountKV = 64, 4, 4
+	plain, biased := decodeLlama(t, cfg), func() *File { c := cfg; c.EOSBias = 3; return decodeLlama(t, c) }()
+	n := cfg.EmbeddingLength
+	vocab, err := NewVocabulary(cfg.Words)
+	require.NoError(t, err)
+	gain := float64(biased.Tensor("output_norm.weight").Data[constDim])
+	a, b := plain.Tensor("output.weight").Data, biased.Tensor("output.weight").Data
+	for tok := range vocab.Tokens {
+		switch {
+		case tok == EOSID:
+			assert.Equal(t, float32(bannedLogitPer), a[tok*n+constDim], "without a bias the EOS is banned")
+			assert.InDelta(t, 3, float64(b[tok*n+constDim])*gain, 1e-3, "the EOS's logit from the constant dimension, ×rms(x)")
+		default:
+			assert.Equal(t, a[tok*n+constDim], b[tok*n+constDim], "token %d", tok)
+		}
+	}
+}
+
 // TestLlamaConfigErrors: impossible shapes are refused with the reason.
 func TestLlamaConfigErrors(t *testing.T) {
 	for _, tc := range []struct {

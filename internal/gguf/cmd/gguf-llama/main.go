@@ -48,6 +48,7 @@ func run(stdout, stderr io.Writer, args []string) error {
 	ctx := fs.Int("ctx", 4096, "context length the model claims")
 	typ := fs.String("type", "f16", "type of the weight matrices: f16 or f32")
 	seed := fs.Uint64("seed", 1, "seed of the weights")
+	eosBias := fs.Float64("eos-bias", 0, "make the end-of-sequence token reachable, with about this logit (0: never, as the benchmark needs; try 3 for replies of a few dozen tokens)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func run(stdout, stderr io.Writer, args []string) error {
 		return errors.New("-o FILE is required")
 	}
 	cfg := gguf.LlamaConfig{Name: *name, EmbeddingLength: *embd, BlockCount: *layers, FeedForwardLength: *ff,
-		HeadCount: *heads, HeadCountKV: *kvHeads, ContextLength: *ctx, Seed: *seed}
+		HeadCount: *heads, HeadCountKV: *kvHeads, ContextLength: *ctx, Seed: *seed, EOSBias: *eosBias}
 	switch *typ {
 	case "f16":
 		cfg.WeightType = gguf.F16
