@@ -517,6 +517,14 @@ func withCompanions(args []string) []string {
 	return out
 }
 
+// Labeled is path as a label=path argument labelled with its engine (the
+// file's name without .txt): the form every path must take where it may
+// hold a "=" of its own (a folder named concurrency=1), since Load, like
+// benchfmt.Files, reads whatever precedes the first "=" as a label.
+func Labeled(path string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), results.AllExt), ".txt") + "=" + path
+}
+
 // argPath is the path of a label=path or path argument.
 func argPath(a string) string {
 	if i := strings.Index(a, "="); i >= 0 {

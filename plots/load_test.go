@@ -460,3 +460,20 @@ func TestLoadReadsTheCompanion(t *testing.T) {
 	assert.Equal(t, []string{"f"}, d.Engines)
 	assert.False(t, d.HasUnit(UnitReqPerSec))
 }
+
+// TestLoadPathWithEquals: a results folder whose name holds a "="
+// (go test names a subtest's folder concurrency=1...) is read when its
+// files are given as Labeled; given bare, the "=" is taken for a label's.
+func TestLoadPathWithEquals(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "concurrency=1")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	p := filepath.Join(dir, "e.txt")
+	require.NoError(t, os.WriteFile(p, []byte("model: m\nBenchmarkServe/concurrency=1-2\t4\t100 tok/s\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "e.all.txt"), []byte("model: m\nBenchmarkServe/concurrency=1-2\t4\t100 tok/s\t9 req/s\n"), 0o644))
+	d, err := Load([]string{Labeled(p)})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"e"}, d.Engines)
+	assert.True(t, d.HasUnit(UnitReqPerSec), "the companion, found beside a path with a =")
+	_, err = Load([]string{p})
+	assert.Error(t, err, "a bare path with a = is a label and a path that does not exist")
+}

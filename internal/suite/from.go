@@ -100,7 +100,11 @@ func Recompute(opt Options, w io.Writer, plot bool) error {
 			fmt.Fprintf(w, "# wrote %s\n", f)
 		}
 		if plot && len(txts) > 0 {
-			written, perr := plots.Generate(txts, opt.Out)
+			var args []string
+			for _, f := range txts {
+				args = append(args, plots.Labeled(f))
+			}
+			written, perr := plots.Generate(args, opt.Out)
 			for _, f := range written {
 				fmt.Fprintf(w, "# wrote %s\n", f)
 			}

@@ -269,7 +269,11 @@ func (s *Suite) conclude(w io.Writer, plot bool) error {
 	// The plots draw closed-loop levels and open-loop rates; a run of trace
 	// replays alone gets a "# plots:" line saying there is nothing to draw.
 	if plot && s.done.Load() > 0 {
-		written, perr := plots.Generate(append(append([]string(nil), s.txtFiles...), sumPath), s.dir.Path())
+		var args []string
+		for _, f := range s.txtFiles {
+			args = append(args, plots.Labeled(f))
+		}
+		written, perr := plots.Generate(append(args, sumPath), s.dir.Path())
 		for _, f := range written {
 			fmt.Fprintf(w, "# wrote %s\n", f)
 			b, err := os.ReadFile(f)
