@@ -103,7 +103,7 @@ func withPrefixCaching(cfg *sim.Config) bool {
 // prefixes (same prompt length). It needs the simulator's prefix caching
 // (the fake branch); without it the test skips and says so.
 func TestSharedPrefixesHitTheCache(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it compares TTFTs measured in real time.
 	if testing.Short() {
 		t.Skip("a few seconds of load")
 	}
