@@ -11,12 +11,14 @@ package inferbench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,7 +41,9 @@ import (
 	"github.com/inferbench/inferbench/fake"
 	"github.com/inferbench/inferbench/fake/faketest"
 	"github.com/inferbench/inferbench/fake/sim"
+	"github.com/inferbench/inferbench/internal/record"
 	"github.com/inferbench/inferbench/internal/report"
+	"github.com/inferbench/inferbench/internal/results"
 	"github.com/inferbench/inferbench/internal/suite"
 	"github.com/inferbench/inferbench/internal/testenv"
 	"github.com/inferbench/inferbench/plots"
@@ -129,14 +133,24 @@ func TestSecretsNeverLeak(t *testing.T) {
 	assert.FileExists(t, filepath.Join(out, "friendli.txt"))
 }
 
-// TestInterruptKeepsFinishedLevels stops a sweep with SIGINT after its
-// first result and checks that the finished levels are on disk, readable by
-// benchfmt and by the plotter.
+// TestInterruptKeepsFinishedLevels stops a sweep with SIGINT, and with
+// SIGTERM, after its third result, and checks that the run exits non-zero
+// saying where the finished levels are, and that they are on disk,
+// readable by benchfmt and by the plotter.
 func TestInterruptKeepsFinishedLevels(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the suite in a child process")
 	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			interruptKeeps(t, sig)
+		})
+	}
+}
+
+func interruptKeeps(t *testing.T, sig syscall.Signal) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -154,7 +168,7 @@ func TestInterruptKeepsFinishedLevels(t *testing.T) {
 		if strings.HasPrefix(sc.Text(), "BenchmarkServe/") && strings.Contains(sc.Text(), "tok/s") {
 			results++
 			if results == 3 {
-				require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+				require.NoError(t, cmd.Process.Signal(sig))
 			}
 		}
 	}
@@ -162,6 +176,7 @@ func TestInterruptKeepsFinishedLevels(t *testing.T) {
 	err = cmd.Wait()
 	t.Logf("child output:\n%s", strings.Join(lines, "\n"))
 	require.Error(t, err, "an interrupted run exits non-zero")
+	assert.Contains(t, strings.Join(lines, "\n"), "# interrupted: results of the finished levels are in "+out, "the run says what it kept")
 	require.GreaterOrEqual(t, results, 3)
 
 	for _, name := range []string{"sim-vllm-like.txt", "sim-friendli-like.txt"} {
@@ -664,4 +679,115 @@ func TestTimingShardsMatchOneProcess(t *testing.T) {
 		}
 	}
 	assert.InEpsilon(t, one, merged, 0.03, "merged tok/s against one process's")
+}
+
+// killArgs is the run TestKillLosesNothingFinished kills: two simulated
+// engines, three levels, two repetitions, short samples.
+var killArgs = []string{"-engines=fake", "-concurrency=1,4", "-test.count=2", "-test.benchtime=4x",
+	"-output-tokens=8", "-input-tokens=16", "-progress=false", "-plot=false"}
+
+// TestKillLosesNothingFinished kills the compiled suite with SIGKILL at
+// random moments of a run (2 here; INFERBENCH_KILL_MOMENTS=20 in .ci/run)
+// and checks what it left each time: every result file parses, with no
+// line cut (each is one write); the records and samples files read,
+// a cut last line reported as cut and never read; and -from, on the
+// folder, recomputes every result line the killed run had written, byte
+// for byte, plus at most the one sample that finished after its line in
+// the samples file but before its result line.
+func TestKillLosesNothingFinished(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs the suite in child processes")
+	}
+	moments := 2
+	if n, err := strconv.Atoi(os.Getenv("INFERBENCH_KILL_MOMENTS")); err == nil && n > 0 {
+		moments = n
+	}
+	// How long a whole run takes, to kill inside it.
+	start := time.Now()
+	out, err := helperProcess(context.Background(), t, nil, append(killArgs, "-out="+t.TempDir())...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	whole := time.Since(start)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	t.Logf("a whole run takes %v; killing at %d random moments (seed %d)", whole.Round(time.Millisecond), moments, seed)
+	for i := range moments {
+		dir := t.TempDir()
+		at := time.Duration(rng.Int64N(int64(whole)))
+		cmd := helperProcess(context.Background(), t, nil, append(killArgs, "-out="+dir)...)
+		require.NoError(t, cmd.Start())
+		time.Sleep(at)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		checkKilled(t, fmt.Sprintf("kill %d at %v", i+1, at.Round(time.Millisecond)), dir)
+	}
+}
+
+// checkKilled checks the folder a killed run left.
+func checkKilled(t *testing.T, what, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	if len(files) == 0 {
+		t.Logf("%s: killed before the result files were created", what)
+		return
+	}
+	written := map[string][]string{} // engine → the result lines it wrote
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		switch {
+		case strings.HasSuffix(f, ".txt"):
+			assert.True(t, len(b) == 0 || b[len(b)-1] == '\n', "%s: %s ends inside a line", what, f)
+			benchLines(t, b, f) // no syntax error
+			if !strings.HasSuffix(f, results.AllExt) {
+				for _, l := range strings.Split(string(b), "\n") {
+					if engine := strings.TrimSuffix(filepath.Base(f), ".txt"); strings.HasPrefix(l, "BenchmarkServe/") {
+						written[engine] = append(written[engine], l)
+					}
+				}
+			}
+		case strings.HasSuffix(f, results.SamplesExt):
+			_, _, err := results.ReadSamples(bytes.NewReader(b))
+			var cut *results.CutLineError
+			if err != nil && !errors.As(err, &cut) {
+				assert.Contains(t, err.Error(), "no run line", "%s: %s", what, f)
+			}
+		case strings.HasSuffix(f, ".jsonl"):
+			err := results.DecodeRecords(bytes.NewReader(b), func(*record.Record) error { return nil })
+			var cut *results.CutLineError
+			if err != nil {
+				assert.ErrorAs(t, err, &cut, "%s: %s", what, f)
+			}
+		}
+	}
+	again := t.TempDir()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	fromOut, err := exec.Command(exe, "-test.bench=.", "-from="+dir, "-out="+again, "-plot=false").CombinedOutput()
+	total := 0
+	for _, ls := range written {
+		total += len(ls)
+	}
+	if err != nil {
+		// Only a run killed before any sample finished has nothing to
+		// recompute: its samples files have no run line yet.
+		assert.Zero(t, total, "%s: -from failed on a run that wrote %d result lines: %s", what, total, fromOut)
+		assert.Contains(t, string(fromOut), "no run line", "%s", what)
+		return
+	}
+	for engine, lines := range written {
+		b, err := os.ReadFile(filepath.Join(again, engine+".txt"))
+		require.NoError(t, err, "%s: -from wrote no %s.txt", what, engine)
+		var got []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "BenchmarkServe/") {
+				got = append(got, l)
+			}
+		}
+		require.GreaterOrEqual(t, len(got), len(lines), "%s: %s", what, engine)
+		assert.LessOrEqual(t, len(got), len(lines)+1, "%s: %s: at most one sample finished between its two lines", what, engine)
+		assert.Equal(t, lines, got[:len(lines)], "%s: %s: -from recomputes every line the killed run wrote", what, engine)
+	}
+	t.Logf("%s: %d result lines written, all recomputed", what, total)
 }

@@ -138,6 +138,22 @@ type Saved struct {
 	Records, SamplesPath string
 	Run                  RunMeta
 	Samples              []SampleMeta
+	// Notes say what Find left out: a cut last line of the samples file
+	// (the run was stopped while writing it; the sample it was to describe
+	// did not finish).
+	Notes []string
+}
+
+// CutLineError is a file whose last line has no end: the writer was
+// stopped inside it (a killed run, a full disk). Every line before it is
+// whole (each line is one write, ended by its newline); the cut one is
+// never read as data.
+type CutLineError struct {
+	Line int
+}
+
+func (e *CutLineError) Error() string {
+	return fmt.Sprintf("line %d is cut: the file ends inside it (the writer stopped while writing it)", e.Line)
 }
 
 // Find lists the samples files in dir (of one run, or of several shards
@@ -163,6 +179,12 @@ func Find(dir string) ([]Saved, error) {
 		}
 		run, samples, err := ReadSamples(f)
 		f.Close()
+		var notes []string
+		var cut *CutLineError
+		if errors.As(err, &cut) && cut.Line > 1 {
+			notes = append(notes, fmt.Sprintf("%s: %v; the sample it was to describe had not finished and is left out", p, err))
+			err = nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("results: %s: %w", p, err)
 		}
@@ -171,6 +193,7 @@ func Find(dir string) ([]Saved, error) {
 			SamplesPath: p,
 			Run:         run,
 			Samples:     samples,
+			Notes:       notes,
 		})
 	}
 	return out, nil
@@ -179,13 +202,32 @@ func Find(dir string) ([]Saved, error) {
 // ReadSamples reads a samples file: its run line, then its sample lines.
 // Every line must be one JSON object of the documented shape; an error
 // names the line.
+//
+// A last line without its newline is a *CutLineError, returned with the
+// run and the samples of the whole lines before it (when the run line is
+// among them): a run stopped while it wrote that line.
 func ReadSamples(r io.Reader) (RunMeta, []SampleMeta, error) {
 	var run *RunMeta
 	var samples []SampleMeta
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
+	br := bufio.NewReaderSize(r, 64<<10)
+	for n := 1; ; n++ {
+		raw, rerr := br.ReadBytes('\n')
+		if rerr != nil && rerr != io.EOF {
+			return RunMeta{}, nil, rerr
+		}
+		if rerr == io.EOF && len(bytes.TrimSpace(raw)) > 0 {
+			if run == nil {
+				return RunMeta{}, nil, &CutLineError{Line: n}
+			}
+			return *run, samples, &CutLineError{Line: n}
+		}
+		if len(raw) > 16<<20 {
+			return RunMeta{}, nil, fmt.Errorf("line %d: longer than 16 MiB", n)
+		}
+		line := bytes.TrimSpace(raw)
+		if rerr == io.EOF {
+			break
+		}
 		if len(line) == 0 {
 			continue
 		}
@@ -216,9 +258,6 @@ func ReadSamples(r io.Reader) (RunMeta, []SampleMeta, error) {
 			}
 			samples = append(samples, *m.Sample)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return RunMeta{}, nil, err
 	}
 	if run == nil {
 		return RunMeta{}, nil, errors.New("no run line: the file is empty or was cut")
@@ -256,6 +295,8 @@ func (m *SampleMeta) check(run *RunMeta) error {
 
 // ReadRecords calls fn with every record of a records file, in file order.
 // An error names the line; fn's error stops the reading and is returned.
+// A last line without its newline is a *CutLineError, after fn has had
+// every whole line before it.
 func ReadRecords(path string, fn func(*record.Record) error) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -273,6 +314,9 @@ func DecodeRecords(r io.Reader, fn func(*record.Record) error) error {
 	br := bufio.NewReaderSize(r, 256<<10)
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
+		if err == io.EOF && len(bytes.TrimSpace(line)) > 0 {
+			return &CutLineError{Line: n}
+		}
 		if len(bytes.TrimSpace(line)) > 0 {
 			var rec record.Record
 			if jerr := json.Unmarshal(line, &rec); jerr != nil {

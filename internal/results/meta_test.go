@@ -51,7 +51,11 @@ func TestReadSamples(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run, samples, err := ReadSamples(strings.NewReader(tt.in))
+			in := tt.in
+			if in != "" && !strings.HasSuffix(in, "\n") {
+				in += "\n" // every line a run writes ends with one (TestReadSamplesCutLine has those that do not)
+			}
+			run, samples, err := ReadSamples(strings.NewReader(in))
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
@@ -62,6 +66,50 @@ func TestReadSamples(t *testing.T) {
 			assert.Len(t, samples, tt.samples)
 		})
 	}
+}
+
+// TestReadSamplesCutLine: a last line without its newline (a run
+// stopped while writing it) is a *CutLineError naming the line, returned
+// with the run and the samples before it; it is never read as a sample,
+// even when it happens to be whole JSON.
+func TestReadSamplesCutLine(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		in      string
+		line    int
+		samples int
+		run     bool
+	}{
+		// The sample line cut in its middle: the run and no sample.
+		{"sample cut", runLine + "\n" + sampleLine[:40], 2, 0, true},
+		// A whole sample's JSON without its newline is still a cut line.
+		{"newline cut", runLine + "\n" + sampleLine + "\n" + sampleLine, 3, 1, true},
+		// The run line itself cut.
+		{"run cut", runLine[:20], 1, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			run, samples, err := ReadSamples(strings.NewReader(tt.in))
+			var cut *CutLineError
+			require.ErrorAs(t, err, &cut)
+			assert.Equal(t, tt.line, cut.Line)
+			assert.Len(t, samples, tt.samples)
+			assert.Equal(t, tt.run, run.Engine == "a")
+		})
+	}
+}
+
+// TestDecodeRecordsCutLine: every whole record before a cut last line is
+// handed over, then the cut line is a *CutLineError.
+func TestDecodeRecordsCutLine(t *testing.T) {
+	var n int
+	err := DecodeRecords(strings.NewReader(`{"engine":"a","seq":1}`+"\n"+`{"engine":"a","seq":2}`+"\n"+`{"engine":"a","se`), func(*record.Record) error {
+		n++
+		return nil
+	})
+	var cut *CutLineError
+	require.ErrorAs(t, err, &cut)
+	assert.Equal(t, 3, cut.Line)
+	assert.Equal(t, 2, n)
 }
 
 // TestSamplesRoundTrip writes a run's samples file through Dir and reads it

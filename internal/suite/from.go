@@ -72,6 +72,11 @@ func Recompute(opt Options, w io.Writer, plot bool) error {
 		w.Write(groups[0].shards[0].Run.Header.Bytes())
 	}
 	fmt.Fprintf(w, "# inferbench -from=%s: recomputed from the per-request records; no engine was contacted\n", opt.From)
+	for _, g := range groups {
+		for _, n := range g.notes {
+			fmt.Fprintf(w, "# -from: %s\n", n)
+		}
+	}
 	// The order the samples started in, as a run prints them.
 	sorted := slices.Clone(all)
 	slices.SortStableFunc(sorted, func(a, b recomputed) int { return int(a.startedWall - b.startedWall) })
@@ -130,6 +135,7 @@ type recomputed struct {
 
 // shardGroup is one engine's files: one run, or the shards of one.
 type shardGroup struct {
+	notes  []string // what the recomputation left out, and why
 	engine string
 	shards []results.Saved // indexed by shard
 	n      int
@@ -196,6 +202,7 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 		for _, m := range sv.Samples {
 			metas[i][sampleKey{m.Concurrency, m.Sample}] = m
 		}
+		g.notes = append(g.notes, sv.Notes...)
 		err := results.ReadRecords(sv.Records, func(r *record.Record) error {
 			if r.Engine != g.engine {
 				return fmt.Errorf("a record of engine %q in engine %s's file", r.Engine, g.engine)
@@ -204,8 +211,27 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 			recs[i][k] = append(recs[i][k], *r)
 			return nil
 		})
+		var cut *results.CutLineError
+		if errors.As(err, &cut) {
+			// The run stopped while it wrote a record: the request of an
+			// unfinished sample (a finished one's records are all written
+			// before its line in the samples file, which the counts check).
+			g.notes = append(g.notes, fmt.Sprintf("%v; left out", err))
+			err = nil
+		}
 		if err != nil {
 			return nil, err
+		}
+		unfinished, left := 0, 0
+		for k, rs := range recs[i] {
+			if _, ok := metas[i][k]; !ok {
+				unfinished++
+				left += len(rs)
+			}
+		}
+		if unfinished > 0 {
+			g.notes = append(g.notes, fmt.Sprintf("%s: %d records of %d sample(s) the run did not finish (no line in %s) are left out",
+				sv.Records, left, unfinished, filepath.Base(sv.SamplesPath)))
 		}
 	}
 	var out []recomputed

@@ -294,3 +294,54 @@ func TestMergeShards(t *testing.T) {
 		})
 	}
 }
+
+// TestFromAfterAKill: the folder of a run killed in the middle of a
+// sample (its records partly written, the last record cut inside its
+// line, the sample's line in the samples file cut too) recomputes every
+// finished sample as the run wrote it, and says what it left out.
+func TestFromAfterAKill(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("a second of load")
+	}
+	o := testOptions(t, "fake:friendli-like")
+	o.Concurrency = "1,2"
+	o.OutputTokens = 4
+	s, err := New(context.Background(), o)
+	require.NoError(t, err)
+	res := runSweep(t, s, 4, 1)
+	s.Close()
+	var lines []string
+	for _, r := range res {
+		require.NoError(t, r.err())
+		lines = append(lines, r.Line)
+	}
+	// What a kill during a third sample leaves: its first records, one
+	// cut inside its line, and half its line in the samples file.
+	recs := filepath.Join(o.Out, "sim-friendli-like.jsonl")
+	samples := filepath.Join(o.Out, "sim-friendli-like.samples.jsonl")
+	appendTo := func(path, s string) {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteString(s)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	appendTo(recs, `{"engine":"sim-friendli-like","concurrency":4,"sample":0,"seq":30000000,"phase":"measured","error":""}`+"\n")
+	appendTo(recs, `{"engine":"sim-friendli-like","concurrency":4,"sam`)
+	appendTo(samples, `{"sample":{"concurrency":4,"streams":4,"sam`)
+
+	var stdout bytes.Buffer
+	require.NoError(t, Recompute(Options{From: o.Out}, &stdout, false))
+	var printed []string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if strings.HasPrefix(l, benchParent+"/") {
+			printed = append(printed, l)
+		}
+	}
+	assert.Equal(t, lines, printed, "every finished sample, as the run wrote it")
+	assert.Contains(t, stdout.String(), "# -from: ")
+	assert.Regexp(t, `sim-friendli-like\.samples\.jsonl: line 4 is cut.*the sample it was to describe had not finished and is left out`, stdout.String())
+	assert.Regexp(t, `sim-friendli-like\.jsonl: line \d+ is cut.*; left out`, stdout.String())
+	assert.Contains(t, stdout.String(), "1 records of 1 sample(s) the run did not finish")
+}
