@@ -256,6 +256,13 @@ func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 	if r.Interrupted {
 		b.Skip("interrupted; records of this sample are saved, its numbers are not reported")
 	}
+	if r.Unsaved {
+		// Its records are not all on disk: nothing is reported.
+		for _, err := range r.Errs {
+			b.Error(err)
+		}
+		return
+	}
 	b.N = r.Summary.Requests // the line's iterations: the measured requests, TopUp's included
 	for _, m := range r.Reported() {
 		b.ReportMetric(m.Value, m.Unit)
@@ -307,6 +314,12 @@ func benchCapacity(b *testing.B, s *suite.Suite, e *suite.Engine) {
 	r := c.Finish()
 	if r.Interrupted {
 		b.Skip("interrupted; the search's records are saved, no capacity is reported")
+	}
+	if r.Unsaved {
+		for _, err := range r.Errs {
+			b.Error(err)
+		}
+		return
 	}
 	for _, m := range r.Reported() {
 		b.ReportMetric(m.Value, m.Unit)

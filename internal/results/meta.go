@@ -128,7 +128,7 @@ func (d *Dir) meta(engine string, m Meta) error {
 	if err != nil {
 		return fmt.Errorf("results: encode samples line: %w", err)
 	}
-	_, err = f.samples.Write(append(b, '\n'))
+	err = f.write(wSamples, append(b, '\n'))
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,7 +78,31 @@ type Dir struct {
 
 type engineFiles struct {
 	txt, all, jsonl, samples *os.File
+	// w are the writers of txt, all, jsonl and samples: the files, or
+	// what Layout.Wrap made of them.
+	w [4]io.Writer
 }
+
+// write writes b to file i in one write; an error names the file.
+func (f *engineFiles) write(i int, b []byte) error {
+	_, err := f.w[i].Write(b)
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*os.PathError); ok {
+		return fmt.Errorf("results: %w", err) // it names the file
+	}
+	name := []*os.File{f.txt, f.all, f.jsonl, f.samples}[i].Name()
+	return fmt.Errorf("results: write %s: %w", name, err)
+}
+
+// The files' indexes in engineFiles.w.
+const (
+	wTxt = iota
+	wAll
+	wJSONL
+	wSamples
+)
 
 // AllExt ends the name of a results file's companion: <engine>.all.txt
 // beside <engine>.txt, with the same header and, for every result line of
@@ -104,6 +129,10 @@ type Layout struct {
 	// ".shard-0-of-2" gives <engine>.shard-0-of-2.txt and so on. Use
 	// ShardSuffix. "" is the plain <engine>.txt.
 	Suffix string
+	// Wrap, when set, stands between every file and its writes: it gets
+	// the file's path and writer and returns the writer to use. Tests
+	// inject write failures with it (a full disk, an I/O error).
+	Wrap func(path string, w io.Writer) io.Writer
 }
 
 // ShardSuffix is the Layout.Suffix of shard i of n: ".shard-I-of-N", or ""
@@ -142,13 +171,19 @@ func CreateIn(dir string, engines []string, h Header, perEngine map[string][]str
 		}{{&f.txt, ".txt"}, {&f.all, AllExt}, {&f.jsonl, ".jsonl"}, {&f.samples, SamplesExt}} {
 			if *o.f, err = os.Create(stem + o.ext); err != nil {
 				d.Close()
-				return nil, fmt.Errorf("results: %w", err)
+				return nil, fmt.Errorf("results: %w (pass -out with a writable folder)", err)
+			}
+		}
+		for i, file := range []*os.File{f.txt, f.all, f.jsonl, f.samples} {
+			f.w[i] = file
+			if layout.Wrap != nil {
+				f.w[i] = layout.Wrap(file.Name(), file)
 			}
 		}
 		hdr := h
 		hdr.Comments = append(append([]string(nil), h.Comments...), perEngine[e]...)
-		for _, w := range []*os.File{f.txt, f.all} {
-			if _, err := w.Write(hdr.Bytes()); err != nil {
+		for _, i := range []int{wTxt, wAll} {
+			if _, err := f.w[i].Write(hdr.Bytes()); err != nil {
 				d.Close()
 				return nil, fmt.Errorf("results: %w", err)
 			}
@@ -182,7 +217,7 @@ func (d *Dir) Line(engine, line string) error {
 	if !strings.HasSuffix(line, "\n") {
 		line += "\n"
 	}
-	_, err = f.txt.WriteString(line)
+	err = f.write(wTxt, []byte(line))
 	return err
 }
 
@@ -199,7 +234,7 @@ func (d *Dir) Result(engine, line, all string) error {
 	if !strings.HasSuffix(all, "\n") {
 		all += "\n"
 	}
-	_, err = f.all.WriteString(all)
+	err = f.write(wAll, []byte(all))
 	return err
 }
 
@@ -217,7 +252,7 @@ func (d *Dir) Records(engine string, recs []record.Record) error {
 			return fmt.Errorf("results: encode record: %w", err)
 		}
 	}
-	_, err = f.jsonl.Write(b.Bytes())
+	err = f.write(wJSONL, b.Bytes())
 	return err
 }
 
@@ -233,7 +268,7 @@ func (d *Dir) Record(engine string, rec *record.Record) error {
 	if err != nil {
 		return fmt.Errorf("results: encode record: %w", err)
 	}
-	_, err = f.jsonl.Write(append(b, '\n'))
+	err = f.write(wJSONL, append(b, '\n'))
 	return err
 }
 

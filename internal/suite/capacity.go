@@ -323,7 +323,10 @@ func (c *Capacity) Finish() Result {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := s.dir.Result(e.name, out.Line, out.All); err != nil {
-		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
+		err = fmt.Errorf("saving result: %w", err)
+		s.failWrites(err)
+		out.Unsaved = true
+		out.Errs = append(out.Errs, err)
 	}
 	s.done.Add(1)
 	return out

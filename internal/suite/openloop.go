@@ -197,6 +197,10 @@ func (s *Suite) startOpenWith(ctx context.Context, e *Engine, o *openSample, n i
 	stop := context.AfterFunc(s.ctx, cancel)
 	sm := &Sample{s: s, e: e, c: o.cap, n: n, ctx: ctx, open: o}
 	sm.cancel = func() { stop(); cancel() }
+	if err := s.writeFailure(); err != nil {
+		sm.cancel()
+		return nil, err
+	}
 	if ctx.Err() != nil {
 		sm.cancel()
 		return nil, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))

@@ -88,6 +88,11 @@ func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
 		stop()
 		return nil, fmt.Errorf("measuring the client's own CPU: %w", err)
 	}
+	if err := s.writeFailure(); err != nil {
+		cancel()
+		stop()
+		return nil, err
+	}
 	s.self.running.Add(1)
 	var ended sync.Once
 	sm.cancel = func() {
@@ -214,6 +219,11 @@ type Result struct {
 	// Interrupted is set when the run was stopped mid-sample: the records
 	// are saved, the numbers are not a full sample and are not reported.
 	Interrupted bool
+	// Unsaved is set when the sample's records, its samples line or its
+	// result line could not be written: its numbers are not reported
+	// (no result may stand without its records), Errs say which file
+	// failed, and the run stops.
+	Unsaved bool
 	// promptTokens is the measured requests' mean server-reported prompt
 	// length (the virtual-time model needs it).
 	promptTokens int
@@ -263,6 +273,9 @@ func (sm *Sample) Finish() Result {
 		}
 	}
 	if interrupted {
+		if len(saveErrs) > 0 {
+			s.failWrites(saveErrs[0])
+		}
 		return Result{Summary: metrics.Summarize(res.Records, res.Window), Errs: saveErrs, Interrupted: true}
 	}
 	// The result is a function of the records, the window and the
@@ -337,12 +350,21 @@ func (sm *Sample) Finish() Result {
 			out.Summary.Warnings = append(out.Summary.Warnings, strings.TrimPrefix(line, "# "))
 		}
 	}
-	if sm.open == nil {
+	if sm.open == nil && len(saveErrs) == 0 {
 		if err := s.dir.Sample(e.name, sm.sampleMeta(res, false, extra, comments)); err != nil {
-			out.Errs = append(out.Errs, fmt.Errorf("saving the sample's metadata: %w", err))
+			saveErrs = append(saveErrs, fmt.Errorf("saving the sample's metadata: %w", err))
+			out.Errs = append(out.Errs, saveErrs[len(saveErrs)-1])
 		}
 	}
 	out.Line, out.All = resultLines(a.name, a.procs, sum.Requests, out.Metrics)
+	if len(saveErrs) > 0 {
+		// No result stands without its records: the sample's line is not
+		// written, its numbers are not reported, and the run stops.
+		s.failWrites(saveErrs[0])
+		out.Unsaved = true
+		out.Errs = append(out.Errs, fmt.Errorf("the sample at %s is not reported: its records are not all on disk", sm.level()))
+		return out
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if out.failedLine != "" {
@@ -357,7 +379,11 @@ func (sm *Sample) Finish() Result {
 		line, all = "# capacity probe: "+line, "# capacity probe: "+all
 	}
 	if err := s.dir.Result(e.name, line, all); err != nil {
-		out.Errs = append(out.Errs, fmt.Errorf("saving result: %w", err))
+		err = fmt.Errorf("saving result: %w", err)
+		s.failWrites(err)
+		out.Unsaved = true
+		out.Errs = append(out.Errs, err)
+		return out
 	}
 	s.done.Add(1)
 	if sm.open == nil {

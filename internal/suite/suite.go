@@ -123,6 +123,10 @@ type Options struct {
 	// Endpoint is -endpoint: "chat" ("" too) or "completions"
 	// (/v1/completions with a prompt and no chat template).
 	Endpoint string
+	// wrapWriter is results.Layout.Wrap for the run's files (tests inject
+	// write failures with it); nil writes to the files.
+	wrapWriter func(path string, w io.Writer) io.Writer
+
 	// Trace is -trace: a JSONL or CSV trace (internal/trace) replayed open
 	// loop once per engine (sub-benchmark trace=SPEEDx); TraceSpeed is
 	// -trace-speed (0: 1, as recorded); TraceBlockTokens -trace-block-tokens,
@@ -166,6 +170,30 @@ type Suite struct {
 	shard    shardSpec    // -shard; 0 of 1 when not sharded
 	sched    *schedule    // -start-at, -start-every
 	auto     *autoPlan    // -concurrency=auto; nil with a list of levels
+
+	writeMu  sync.Mutex
+	writeErr error // the first write to the result files that failed: the run stops there
+}
+
+// failWrites records the first failed write to the result files; from
+// then on no sample starts (writeFailure).
+func (s *Suite) failWrites(err error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeErr == nil {
+		s.writeErr = err
+	}
+}
+
+// writeFailure is why the run stopped writing results, or nil: a sample
+// that cannot be saved is not measured.
+func (s *Suite) writeFailure() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writeErr == nil {
+		return nil
+	}
+	return fmt.Errorf("the result files cannot be written (%w): the run stops; what was written before is kept in %s", s.writeErr, s.dir.Path())
 }
 
 // Engine is one engine of the run with its client.
@@ -417,7 +445,9 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		names[i] = e.name
 		perEngine[e.name] = e.describe()
 	}
-	if s.dir, err = results.CreateIn(opt.Out, names, s.header, perEngine, s.shard.layout()); err != nil {
+	layout := s.shard.layout()
+	layout.Wrap = opt.wrapWriter
+	if s.dir, err = results.CreateIn(opt.Out, names, s.header, perEngine, layout); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
@@ -721,7 +751,7 @@ func meanPromptTokens(recs []record.Record) int {
 // not be closed or written; a plot that cannot be drawn is reported to w,
 // not returned.
 func (s *Suite) Conclude(w io.Writer, plot bool) error {
-	err := s.dir.Close()
+	err := errors.Join(s.dir.Close(), s.writeFailure())
 	for _, f := range s.txtFiles {
 		fmt.Fprintf(w, "# wrote %s and its .jsonl\n", f)
 	}
