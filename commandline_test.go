@@ -791,3 +791,22 @@ func checkKilled(t *testing.T, what, dir string) {
 	}
 	t.Logf("%s: %d result lines written, all recomputed", what, total)
 }
+
+// TestFileLimitStopsBeforeTheRun: a run whose connections would not fit
+// the hard RLIMIT_NOFILE (200, set by the shell that starts it) stops
+// before any request, naming the limit and the command that raises it.
+func TestFileLimitStopsBeforeTheRun(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	out := t.TempDir()
+	cmd := exec.Command("sh", "-c", `ulimit -n 200 && ulimit -Hn 200 && exec "$0" "$@"`, exe,
+		"-test.run=^$", "-test.bench=.", "-engines=fake", "-concurrency=1,512", "-progress=false", "-out="+out)
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", b)
+	assert.Contains(t, string(b), "RLIMIT_NOFILE's hard limit is 200")
+	assert.Contains(t, string(b), "ulimit -Hn")
+	assert.NotContains(t, string(b), "BenchmarkServe/", "no sample ran")
+	assert.Less(t, time.Since(start), 30*time.Second, "a hang guard: it fails before measuring")
+}

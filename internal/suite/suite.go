@@ -374,6 +374,9 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if err := s.checkShards(list); err != nil {
 		return nil, err
 	}
+	if err := ensureFiles(filesNeeded(list, s.shard.share(maxC)), fileLimit, raiseFileLimit); err != nil {
+		return nil, err
+	}
 	inputTokens, outputTokens := opt.InputTokens, opt.OutputTokens
 	if opt.Dataset != "" || !fixedIn {
 		inputTokens = 0 // the dataset's prompts are sent as they are; a distribution overrides
