@@ -1,0 +1,49 @@
+package suite
+
+import (
+	"context"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// liveHeap is the heap in use after two collections.
+func liveHeap() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
+// TestMemoryDoesNotGrowPerRequest: what a run keeps does not grow with
+// the requests it sends. Two runs of six samples each at concurrency 16,
+// one of 24 requests a sample and one of 240: the second keeps no more
+// than the first, within 10 % and 128 KiB. Every record is on disk as its
+// request ends; a sample's records live while its metrics are computed
+// and go with it, and what stays per sample (its summary for
+// summary.json) is the same in both. The long-run RSS figures are in
+// docs/scale.md.
+func TestMemoryDoesNotGrowPerRequest(t *testing.T) {
+	// Not parallel: it reads the process's heap.
+	if testing.Short() {
+		t.Skip("1,600 requests")
+	}
+	kept := func(perSample int) int64 {
+		before := liveHeap()
+		o := testOptions(t, "fake:friendli-like")
+		o.Concurrency, o.OutputTokens = "16", 4
+		s, err := New(context.Background(), o)
+		require.NoError(t, err)
+		defer s.Close()
+		for range 6 {
+			require.NoError(t, runLevel(s, s.engines[0], 16, perSample).err())
+		}
+		return liveHeap() - before
+	}
+	few, many := kept(24), kept(240)
+	t.Logf("kept after six samples: %d KiB with 24 requests each, %d KiB with 240 each", few>>10, many>>10)
+	assert.LessOrEqual(t, many, few+few/10+128<<10, "the heap grows with the requests sent")
+}
