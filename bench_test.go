@@ -229,7 +229,7 @@ func benchSample(b *testing.B, start func() (*suite.Sample, error)) {
 	if errors.Is(err, suite.ErrNoShare) {
 		b.Skip(err) // the other shards run this level's streams
 	}
-	if errors.Is(err, suite.ErrInterrupted) {
+	if errors.Is(err, suite.ErrInterrupted) || errors.Is(err, suite.ErrKept) {
 		b.Skip(err)
 	}
 	if err != nil {

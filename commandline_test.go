@@ -705,9 +705,16 @@ func TestKillLosesNothingFinished(t *testing.T) {
 	}
 	// How long a whole run takes, to kill inside it.
 	start := time.Now()
-	out, err := helperProcess(context.Background(), t, nil, append(killArgs, "-out="+t.TempDir())...).CombinedOutput()
+	wholeDir := t.TempDir()
+	out, err := helperProcess(context.Background(), t, nil, append(killArgs, "-out="+wholeDir)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	whole := time.Since(start)
+	want := map[string]int{} // engine → result lines of the whole run
+	for _, e := range []string{"sim-vllm-like", "sim-friendli-like"} {
+		b, err := os.ReadFile(filepath.Join(wholeDir, e+".txt"))
+		require.NoError(t, err)
+		want[e] = len(serveLines(string(b)))
+	}
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	t.Logf("a whole run takes %v; killing at %d random moments (seed %d)", whole.Round(time.Millisecond), moments, seed)
@@ -719,18 +726,57 @@ func TestKillLosesNothingFinished(t *testing.T) {
 		time.Sleep(at)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		checkKilled(t, fmt.Sprintf("kill %d at %v", i+1, at.Round(time.Millisecond)), dir)
+		what := fmt.Sprintf("kill %d at %v", i+1, at.Round(time.Millisecond))
+		written := checkKilled(t, what, dir)
+		checkResumed(t, what, dir, written, want)
 	}
 }
 
+// serveLines are the BenchmarkServe result lines of a .txt file.
+func serveLines(txt string) []string {
+	var out []string
+	for _, l := range strings.Split(txt, "\n") {
+		if strings.HasPrefix(l, "BenchmarkServe/") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// checkResumed runs the killed run again with -resume, to its end: the
+// lines the killed run wrote are kept as they were, and the files then
+// hold as many result lines as a whole run's (want, by engine). A run
+// killed before its files had their first line has nothing to resume,
+// and -resume says so.
+func checkResumed(t *testing.T, what, dir string, written map[string][]string, want map[string]int) {
+	t.Helper()
+	out, err := helperProcess(context.Background(), t, nil, append(killArgs, "-out="+dir, "-resume")...).CombinedOutput()
+	if err != nil {
+		assert.Empty(t, written, "%s: -resume failed after result lines were written: %s", what, out)
+		assert.Regexp(t, `-resume: .*(there is no run of engine|no run line)`, string(out), "%s", what)
+		return
+	}
+	for engine, n := range want {
+		b, err := os.ReadFile(filepath.Join(dir, engine+".txt"))
+		require.NoError(t, err, "%s", what)
+		got := serveLines(string(b))
+		assert.Len(t, got, n, "%s: %s: a resumed run has a whole run's result lines", what, engine)
+		if len(written[engine]) > 0 && len(got) >= len(written[engine]) {
+			assert.Equal(t, written[engine], got[:len(written[engine])], "%s: %s: the killed run's lines are kept", what, engine)
+		}
+		assert.Contains(t, string(b), "# resumed by -resume at ", "%s: %s", what, engine)
+	}
+	t.Logf("%s: -resume kept the run's lines and completed it", what)
+}
+
 // checkKilled checks the folder a killed run left.
-func checkKilled(t *testing.T, what, dir string) {
+func checkKilled(t *testing.T, what, dir string) map[string][]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*"))
 	require.NoError(t, err)
 	if len(files) == 0 {
 		t.Logf("%s: killed before the result files were created", what)
-		return
+		return nil
 	}
 	written := map[string][]string{} // engine → the result lines it wrote
 	for _, f := range files {
@@ -774,7 +820,7 @@ func checkKilled(t *testing.T, what, dir string) {
 		// recompute: its samples files have no run line yet.
 		assert.Zero(t, total, "%s: -from failed on a run that wrote %d result lines: %s", what, total, fromOut)
 		assert.Contains(t, string(fromOut), "no run line", "%s", what)
-		return
+		return written
 	}
 	for engine, lines := range written {
 		b, err := os.ReadFile(filepath.Join(again, engine+".txt"))
@@ -790,6 +836,7 @@ func checkKilled(t *testing.T, what, dir string) {
 		assert.Equal(t, lines, got[:len(lines)], "%s: %s: -from recomputes every line the killed run wrote", what, engine)
 	}
 	t.Logf("%s: %d result lines written, all recomputed", what, total)
+	return written
 }
 
 // TestFileLimitStopsBeforeTheRun: a run whose connections would not fit

@@ -80,7 +80,7 @@ type Flags struct {
 	maxErrorRate                                    float64
 	slo                                             string
 	out, from                                       string
-	plot, progress, printFlags                      bool
+	plot, progress, printFlags, resume              bool
 
 	set map[string]bool // given on the command line (after Parse)
 	fs  *flag.FlagSet
@@ -175,6 +175,8 @@ func Register(fs *flag.FlagSet) *Flags {
 	b(&f.progress, "progress", true, Output, "a progress line on the terminal (/dev/tty; never on stdout, nothing without a terminal)")
 	s(&f.from, "from", "", Output, "folder",
 		"recompute the result lines from the records in this folder (one run's, or its shards'), contacting no engine; writes files only with an explicit -out")
+	b(&f.resume, "resume", false, Output,
+		"continue the run in -out (same flags): samples whose records are complete are kept, the rest run and are appended")
 	b(&f.printFlags, "flags", false, Output, "print this list, grouped, and exit")
 
 	for _, r := range removed {
@@ -232,6 +234,7 @@ func (f *Flags) Options() (suite.Options, error) {
 		RequestTimeout:   f.requestTimeout,
 		PreflightTimeout: f.preflightTimeout,
 		Out:              f.out,
+		Resume:           f.resume,
 		MaxErrorRate:     f.maxErrorRate,
 		Insecure:         f.insecure,
 		HTTP2:            f.http2,

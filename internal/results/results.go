@@ -133,6 +133,10 @@ type Layout struct {
 	// the file's path and writer and returns the writer to use. Tests
 	// inject write failures with it (a full disk, an I/O error).
 	Wrap func(path string, w io.Writer) io.Writer
+	// Append opens the files, which must exist, to append to them, and
+	// writes no header: a resumed run (-resume) whose files were rewritten
+	// with what it keeps of the run before.
+	Append bool
 }
 
 // ShardSuffix is the Layout.Suffix of shard i of n: ".shard-I-of-N", or ""
@@ -169,7 +173,12 @@ func CreateIn(dir string, engines []string, h Header, perEngine map[string][]str
 			f   **os.File
 			ext string
 		}{{&f.txt, ".txt"}, {&f.all, AllExt}, {&f.jsonl, ".jsonl"}, {&f.samples, SamplesExt}} {
-			if *o.f, err = os.Create(stem + o.ext); err != nil {
+			if layout.Append {
+				*o.f, err = os.OpenFile(stem+o.ext, os.O_WRONLY|os.O_APPEND, 0)
+			} else {
+				*o.f, err = os.Create(stem + o.ext)
+			}
+			if err != nil {
 				d.Close()
 				return nil, fmt.Errorf("results: %w (pass -out with a writable folder)", err)
 			}
@@ -179,6 +188,9 @@ func CreateIn(dir string, engines []string, h Header, perEngine map[string][]str
 			if layout.Wrap != nil {
 				f.w[i] = layout.Wrap(file.Name(), file)
 			}
+		}
+		if layout.Append {
+			continue
 		}
 		hdr := h
 		hdr.Comments = append(append([]string(nil), h.Comments...), perEngine[e]...)
@@ -280,6 +292,21 @@ func (d *Dir) get(engine string) (*engineFiles, error) {
 		return nil, fmt.Errorf("results: no files for engine %q", engine)
 	}
 	return f, nil
+}
+
+// Sync flushes every file to stable storage (fsync).
+func (d *Dir) Sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, f := range d.files {
+		for _, file := range []*os.File{f.txt, f.all, f.jsonl, f.samples} {
+			if file != nil {
+				errs = append(errs, file.Sync())
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close closes every file.

@@ -130,7 +130,8 @@ type recomputed struct {
 	notes       []string // merge facts, for '#' lines
 	comments    []string // the run's '#' lines of the sample (SampleMeta.Comments), one process only
 	interrupted bool
-	startedWall int64 // when the sample started, ns since 1970 (order of output)
+	startedWall int64     // when the sample started, ns since 1970 (order of output)
+	key         sampleKey // its level and index
 }
 
 // shardGroup is one engine's files: one run, or the shards of one.
@@ -264,6 +265,7 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 			engine:      g.engine,
 			benchName:   fmt.Sprintf("%s-%d", name, run0.GOMAXPROCS),
 			startedWall: run0.EpochUnixNano + int64(m0.Started),
+			key:         k,
 		}
 		if slices.ContainsFunc(parts, func(p shardSample) bool { return p.meta.Interrupted }) {
 			r.interrupted = true

@@ -80,6 +80,9 @@ const seqBlock = 10_000_000
 // Start starts a sample of engine e at concurrency c. ctx bounds it (the
 // benchmark's context); the suite's own context (interrupts) does too.
 func (s *Suite) Start(ctx context.Context, e *Engine, c int) (*Sample, error) {
+	if s.takeKept(e.name, fmt.Sprintf("concurrency=%d", c)) {
+		return nil, ErrKept
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
 	sm := &Sample{s: s, e: e, c: c, n: s.nextSample(e.name, fmt.Sprintf("concurrency=%d", c)), ctx: ctx, reads: e.client.ReadStats()}
@@ -457,6 +460,25 @@ func (r Result) Reported() []Metric {
 type sampleCounter struct {
 	mu sync.Mutex
 	n  map[string]int
+}
+
+// takeKept reports whether the next sample of engine at level is one
+// -resume kept; if so, its index is taken.
+func (s *Suite) takeKept(engine, level string) bool {
+	if s.resume == nil {
+		return false
+	}
+	s.samples.mu.Lock()
+	defer s.samples.mu.Unlock()
+	if s.samples.n == nil {
+		s.samples.n = map[string]int{}
+	}
+	k := engine + "/" + level
+	if s.samples.n[k] >= s.resume.kept[k] {
+		return false
+	}
+	s.samples.n[k]++
+	return true
 }
 
 func (s *Suite) nextSample(engine, level string) int {

@@ -93,6 +93,9 @@ type Options struct {
 	// Progress receives the progress line (the terminal, never stdout);
 	// nil means none.
 	Progress io.Writer
+	// Resume is -resume: continue the run whose files are in Out, keeping
+	// its samples whose records are complete (resume.go).
+	Resume bool
 	// From is -from: recompute the results from the records in this folder
 	// (Recompute) instead of measuring. New ignores it.
 	From string
@@ -170,6 +173,7 @@ type Suite struct {
 	shard    shardSpec    // -shard; 0 of 1 when not sharded
 	sched    *schedule    // -start-at, -start-every
 	auto     *autoPlan    // -concurrency=auto; nil with a list of levels
+	resume   *resumeState // -resume; nil without
 
 	writeMu  sync.Mutex
 	writeErr error // the first write to the result files that failed: the run stops there
@@ -377,6 +381,21 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	if err := ensureFiles(filesNeeded(list, s.shard.share(maxC)), fileLimit, raiseFileLimit); err != nil {
 		return nil, err
 	}
+	if opt.Resume {
+		if why := s.resumeUnsupported(); why != "" {
+			return nil, errors.New(why)
+		}
+		names := make([]string, len(list))
+		for i, e := range list {
+			names[i] = e.name
+		}
+		if s.resume, err = loadResume(opt.Out, names); err != nil {
+			return nil, err
+		}
+		// The resumed run's records count from the same epoch as the
+		// kept ones, so that -from reads the files as one run's.
+		s.epoch = resumeEpoch(s.resume.epoch)
+	}
 	inputTokens, outputTokens := opt.InputTokens, opt.OutputTokens
 	if opt.Dataset != "" || !fixedIn {
 		inputTokens = 0 // the dataset's prompts are sent as they are; a distribution overrides
@@ -450,11 +469,20 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	}
 	layout := s.shard.layout()
 	layout.Wrap = opt.wrapWriter
+	if s.resume != nil {
+		if err := s.applyResume(names, perEngine, layout); err != nil {
+			return nil, err
+		}
+		layout.Append = true
+	}
 	if s.dir, err = results.CreateIn(opt.Out, names, s.header, perEngine, layout); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
 	for _, e := range s.engines {
+		if s.resume != nil {
+			break // applyResume wrote the run lines
+		}
 		if err := s.dir.Run(e.name, s.runMeta(e, perEngine[e.name])); err != nil {
 			return nil, fmt.Errorf("results: %w", err)
 		}
