@@ -3,10 +3,13 @@ package engines
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferbench/inferbench/fake/faketest"
 	"github.com/inferbench/inferbench/internal/record"
 )
 
@@ -165,11 +169,16 @@ func cpuTime() time.Duration {
 // loopback firehose that flushes every event; one op is one chunk received.
 // chunks/s is the achieved ingest rate. With server=process the firehose
 // runs in a child process (GOMAXPROCS=1) and cpu-ns/chunk is the client's
-// own CPU (user+system, getrusage) per chunk; with server=inprocess it is
-// client and server together.
+// own CPU (user+system, getrusage) per chunk; with server=fake the server
+// is the standalone simulated engine with no step time (fake-engine
+// --per-token-ms 0 --prefill-ms 0), in its own process too; with
+// server=inprocess it is client and server together. On the two servers in
+// other processes, vLLM's own request function (ingestVLLM) streams from
+// the same server: vllm-cpu-ns/chunk, and vllm-cpu-ratio = cpu-ns/chunk ÷
+// it.
 func BenchmarkIngest(b *testing.B) {
 	const perStream = 256
-	for _, mode := range []string{"process", "inprocess"} {
+	for _, mode := range []string{"process", "fake", "inprocess"} {
 		for _, conc := range []int{64, 1024} {
 			b.Run(fmt.Sprintf("server=%s/streams=%d", mode, conc), func(b *testing.B) {
 				benchIngest(b, mode, conc, perStream)
@@ -180,9 +189,15 @@ func BenchmarkIngest(b *testing.B) {
 
 func benchIngest(b *testing.B, mode string, conc, perStream int) {
 	var url string
-	if mode == "process" {
+	switch mode {
+	case "process":
 		url = startFirehoseProcess(b, perStream)
-	} else {
+	case "fake":
+		// The simulated engine with no step time: it writes its tokens as
+		// fast as it runs, so the client's reads carry many each.
+		url = faketest.StartStandalone(b, "--model", "m", "--per-token-ms", "0", "--prefill-ms", "0",
+			"--max-num-seqs", fmt.Sprint(conc), "--seed", "1")
+	default:
 		srv := httptest.NewServer(firehose(perStream))
 		defer srv.Close()
 		url = srv.URL + "/v1/chat/completions"
@@ -218,6 +233,55 @@ func benchIngest(b *testing.B, mode string, conc, perStream int) {
 		b.Fatalf("%d of %d requests failed", f, requests)
 	}
 	n := float64(chunks.Load())
+	ours := float64(cpu.Nanoseconds()) / n
 	b.ReportMetric(n/elapsed.Seconds(), "chunks/s")
-	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/chunk")
+	b.ReportMetric(ours, "cpu-ns/chunk")
+	if mode != "inprocess" && os.Getenv("INGEST_VLLM") != "0" {
+		v, err := ingestVLLM(url, conc, perStream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(v, "vllm-cpu-ns/chunk")
+		b.ReportMetric(ours/v, "vllm-cpu-ratio")
+	}
+}
+
+// ingestVLLM is vLLM's own benchmark client (testdata/vllm_request_func.py,
+// asyncio and aiohttp) on the same firehose: its CPU per chunk, from its
+// rusage, as the difference between a run of C requests and one of 3·C
+// (start-up cancels out), every request perStream chunks (its count of
+// usage.completion_tokens must say so). INGEST_VLLM=0 leaves it out.
+func ingestVLLM(url string, streams, perStream int) (float64, error) {
+	py, err := aiohttpPython()
+	if err != nil {
+		return 0, err
+	}
+	one := func(n int) (time.Duration, error) {
+		cmd := exec.Command(py, "testdata/vllm_request_func.py", "--url", url, "--model", "m",
+			"--max-concurrency", fmt.Sprint(streams), "--num-prompts", fmt.Sprint(n),
+			"--max-tokens", fmt.Sprint(perStream), "--prompt-words", "4")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", cmd, err)
+		}
+		var res struct {
+			Requests, Errors int
+			OutputTokens     int64 `json:"output_tokens"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || res.Errors > 0 || res.Requests != n || res.OutputTokens != int64(n*perStream) {
+			return 0, fmt.Errorf("%s said %s (%v): want %d requests of %d tokens, no error", cmd, out, err, n, perStream)
+		}
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	}
+	c1, err := one(streams)
+	if err != nil {
+		return 0, err
+	}
+	c3, err := one(3 * streams)
+	if err != nil {
+		return 0, err
+	}
+	return float64((c3 - c1).Nanoseconds()) / float64(2*streams*perStream), nil
 }
