@@ -96,7 +96,7 @@ func runSuite(m *testing.M) int {
 
 	code := runRepetitions(ctx, m)
 	if ctx.Err() != nil {
-		fmt.Fprintf(os.Stdout, "# interrupted: results of the finished levels are in %s\n", s.Dir())
+		fmt.Fprintf(os.Stdout, "# interrupted: results of the finished levels are in %s; the same command with -resume runs the rest\n", s.Dir())
 		code = 130
 	}
 	if err := s.Conclude(os.Stdout, flags.Plot()); err != nil {

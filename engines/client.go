@@ -420,6 +420,12 @@ func (c *Client) Do(ctx context.Context, req Request, rec *record.Record) {
 	c.do(ctx, req, rec, &info)
 }
 
+// maxPreallocChunks bounds the chunks a request's record is given room
+// for before its stream starts: max_tokens may be far above what a natural
+// stop reaches, and a sample keeps its records until its metrics are
+// computed (256 chunks are 4 KiB; a longer stream grows from there).
+const maxPreallocChunks = 256
+
 func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *streamInfo) {
 	// Reset what Do owns (everything but the caller's fields), so a reused
 	// record carries nothing stale, whatever fields the record gains.
@@ -428,6 +434,11 @@ func (c *Client) do(ctx context.Context, req Request, rec *record.Record, info *
 		Intended: rec.Intended, RequestedTokens: rec.RequestedTokens,
 		Chunks:       rec.Chunks[:0],
 		LengthForced: req.MaxTokens > 0 && c.fixesLength(),
+	}
+	if cap(rec.Chunks) == 0 && req.MaxTokens > 0 {
+		// At most one output-bearing event per token: one allocation of
+		// the size the stream needs, not a doubling per power of two.
+		rec.Chunks = make([]record.Chunk, 0, min(req.MaxTokens, maxPreallocChunks))
 	}
 
 	body, err := c.body(req)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,11 +133,16 @@ func writeHeapProfile(b *testing.B, path string) {
 
 // BenchmarkLongRunRSS runs 1,000 streams against the standalone simulated
 // engine for INFERBENCH_LONG_RUN (default 2m; the figure in docs/scale.md
-// is of 30m), as one sample after another of -benchtime-like 20 s each,
-// and reports how the client's resident set moved after the first three
-// samples (the warm-up): rss-growth-frac = (last − lowest) ÷ lowest over
-// the samples after them, and rss-spread-frac = (highest − lowest) ÷
-// lowest. Flat is within 0.10.
+// is of 30m), as one 20 s sample after another, and reports whether the
+// client's memory moved after the first three samples (the warm-up). Per
+// sample it takes the peak resident set while the sample ran (VmHWM,
+// reset before it through /proc/self/clear_refs), the resident set after
+// it, and the live heap and stacks after a collection. A trend is the
+// change from the median of the first half of the samples after the
+// warm-up to the median of the second half, ÷ the first: peak-rss-trend,
+// rss-trend and heap-trend (flat is within ±0.10). rss-spread-frac is
+// (highest − lowest) ÷ lowest of the resident sets after the samples:
+// how much it moves with the moment the runtime returns freed pages.
 //
 //	INFERBENCH_LONG_RUN=30m go test -run='^$' -bench=LongRunRSS -benchtime=1x -timeout=40m ./internal/suite/
 func BenchmarkLongRunRSS(b *testing.B) {
@@ -148,55 +154,80 @@ func BenchmarkLongRunRSS(b *testing.B) {
 		}
 	}
 	const streams = 1000
-	url := faketest.StartStandalone(b, "--max-num-seqs", "1000", "--max-batched-tokens", "64000",
-		"--kv-capacity-tokens", "2000000", "--step-base-ms", "50", "--step-per-token-ms", "0",
-		"--kv-per-token-us", "0", "--prefill-attn-coef", "0", "--overhead-ms", "0")
-	o := Options{
-		Engines: "long=" + url, Concurrency: fmt.Sprint(streams), InputTokens: 16, OutputTokens: 64,
-		RequestTimeout: 2 * time.Minute, Out: b.TempDir(), Getenv: func(string) string { return "" },
-		Benchtime: "20s",
-	}
-	s, err := New(context.Background(), o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	e := s.Engines()[0]
+	s, e := steppedSuite(b, "long", streams, 1000, 50, 64, 2*time.Minute)
 	for b.Loop() {
-		var rss []uint64
+		var peak, rss, heap []uint64
+		var series []string
 		var requests, failed int
 		end := time.Now().Add(d)
 		for time.Now().Before(end) {
-			sm, err := s.Start(context.Background(), e, streams)
-			if err != nil {
-				b.Fatal(err)
+			if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+				b.Fatalf("resetting the peak RSS: %v", err)
 			}
-			for stop := time.Now().Add(20 * time.Second); time.Now().Before(stop); {
-				if err := sm.Dispatch(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			res := sm.Finish()
-			if err := res.err(); err != nil {
-				b.Fatal(err)
-			}
+			res := sampleFor(b, s, e, streams, 20*time.Second)
 			requests += res.Summary.Requests
 			failed += res.Summary.Failed
+			peak = append(peak, peakResident(b))
 			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
 			rss = append(rss, residentBytes())
-			b.Logf("sample %d: %d requests, RSS %.1f MiB", len(rss), res.Summary.Requests, float64(rss[len(rss)-1])/(1<<20))
+			heap = append(heap, ms.HeapInuse+ms.StackInuse)
+			series = append(series, fmt.Sprintf("%.0f/%.0f/%.1f", mib(peak[len(peak)-1]), mib(rss[len(rss)-1]), mib(heap[len(heap)-1])))
 		}
-		if len(rss) < 5 {
-			b.Fatalf("%d samples in %v: too short to see a trend after the warm-up (at least 5)", len(rss), d)
+		// One line (go test keeps only a benchmark's first log lines).
+		b.Logf("%d samples; per sample, peak RSS / RSS after / heap+stacks after a GC, MiB: %s", len(rss), strings.Join(series, " "))
+		if len(rss) < 7 {
+			b.Fatalf("%d samples in %v: too short to see a trend after the warm-up (at least 7)", len(rss), d)
 		}
 		after := rss[3:]
 		lo, hi := slices.Min(after), slices.Max(after)
-		b.ReportMetric(float64(after[len(after)-1]-min(lo, after[len(after)-1]))/float64(lo), "rss-growth-frac")
+		b.ReportMetric(drift(peak[3:]), "peak-rss-trend")
+		b.ReportMetric(drift(after), "rss-trend")
+		b.ReportMetric(drift(heap[3:]), "heap-trend")
 		b.ReportMetric(float64(hi-lo)/float64(lo), "rss-spread-frac")
-		b.ReportMetric(float64(lo)/(1<<20), "rss-low-MiB")
+		b.ReportMetric(mib(slices.Max(peak[3:])), "peak-rss-MiB")
 		b.ReportMetric(float64(requests), "requests")
 		b.ReportMetric(float64(failed), "errors")
 	}
+}
+
+func mib(v uint64) float64 { return float64(v) / (1 << 20) }
+
+// drift is (median of xs' second half − median of its first half) ÷ the
+// first: a drift, where a single high or low sample does not count.
+func drift(xs []uint64) float64 {
+	med := func(v []uint64) float64 {
+		v = slices.Clone(v)
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return float64(v[len(v)/2])
+		}
+		return (float64(v[len(v)/2-1]) + float64(v[len(v)/2])) / 2
+	}
+	h := len(xs) / 2
+	first, second := med(xs[:h]), med(xs[len(xs)-h:])
+	return (second - first) / first
+}
+
+// peakResident is VmHWM, the process's peak resident set since the last
+// reset (writing 5 to /proc/self/clear_refs).
+func peakResident(b *testing.B) uint64 {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb uint64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }
 
 // BenchmarkOverload is the engine-side overload case: 10,000 streams
@@ -211,34 +242,9 @@ func BenchmarkLongRunRSS(b *testing.B) {
 //	go test -run='^$' -bench=Overload -benchtime=1x -timeout=20m ./internal/suite/
 func BenchmarkOverload(b *testing.B) {
 	const streams, slots = 10_000, 64
-	url := faketest.StartStandalone(b, "--max-num-seqs", fmt.Sprint(slots), "--max-batched-tokens", "8192",
-		"--kv-capacity-tokens", "2000000", "--step-base-ms", "10", "--step-per-token-ms", "0",
-		"--kv-per-token-us", "0", "--prefill-attn-coef", "0", "--overhead-ms", "0")
-	o := Options{
-		Engines: "overload=" + url, Concurrency: fmt.Sprint(streams), InputTokens: 16, OutputTokens: 8,
-		RequestTimeout: 10 * time.Minute, Out: b.TempDir(), Getenv: func(string) string { return "" },
-		Benchtime: "90s",
-	}
-	s, err := New(context.Background(), o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	e := s.Engines()[0]
+	s, e := steppedSuite(b, "overload", streams, slots, 10, 8, 10*time.Minute)
 	for b.Loop() {
-		sm, err := s.Start(context.Background(), e, streams)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for stop := time.Now().Add(90 * time.Second); time.Now().Before(stop); {
-			if err := sm.Dispatch(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		res := sm.Finish()
-		if err := res.err(); err != nil {
-			b.Fatal(err)
-		}
+		res := sampleFor(b, s, e, streams, 90*time.Second)
 		sum := res.Summary
 		b.ReportMetric(float64(sum.Failed), "errors")
 		b.ReportMetric(float64(sum.Errors[record.Timeout]), "timeouts")
@@ -261,4 +267,43 @@ func BenchmarkOverload(b *testing.B) {
 		b.ReportMetric(bound, "client-bound")
 		b.Logf("%d requests, %d failed %v; %s; bound=%v %s", sum.Requests, sum.Failed, sum.Errors, res.Client.logLine(), res.Client.Bound, res.Client.Reason)
 	}
+}
+
+// steppedSuite starts the standalone simulated engine (a separate process)
+// with a fixed step of stepMs whatever its size (no per-token, KV or
+// prefill cost) and at most seqs sequences running, and a suite on it at
+// streams, 16-token prompts, outTokens-token outputs and the request
+// timeout given.
+func steppedSuite(b *testing.B, name string, streams, seqs, stepMs, outTokens int, timeout time.Duration) (*Suite, *Engine) {
+	url := faketest.StartStandalone(b, "--max-num-seqs", fmt.Sprint(seqs), "--max-batched-tokens", fmt.Sprint(max(8192, 64*seqs)),
+		"--kv-capacity-tokens", "2000000", "--step-base-ms", fmt.Sprint(stepMs), "--step-per-token-ms", "0",
+		"--kv-per-token-us", "0", "--prefill-attn-coef", "0", "--overhead-ms", "0")
+	s, err := New(context.Background(), Options{
+		Engines: name + "=" + url, Concurrency: fmt.Sprint(streams), InputTokens: 16, OutputTokens: outTokens,
+		RequestTimeout: timeout, Out: b.TempDir(), Getenv: func(string) string { return "" },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	return s, s.Engines()[0]
+}
+
+// sampleFor runs one sample of e at concurrency c, dispatching measured
+// requests for d as b.Loop would, and returns its result; an error fails b.
+func sampleFor(b *testing.B, s *Suite, e *Engine, c int, d time.Duration) Result {
+	sm, err := s.Start(context.Background(), e, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for stop := time.Now().Add(d); time.Now().Before(stop); {
+		if err := sm.Dispatch(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	res := sm.Finish()
+	if err := res.err(); err != nil {
+		b.Fatal(err)
+	}
+	return res
 }

@@ -77,7 +77,10 @@ func loadResume(dir string, names []string) (*resumeState, error) {
 		run, metas, err := results.ReadSamples(f)
 		f.Close()
 		var cut *results.CutLineError
-		if errors.As(err, &cut) && cut.Line > 1 {
+		if errors.As(err, &cut) && cut.Line == 1 {
+			return nil, fmt.Errorf("-resume: %s has no run line (it is cut): that run stopped before it measured anything; drop -resume to start over", samplesPath)
+		}
+		if errors.As(err, &cut) {
 			st.notes = append(st.notes, fmt.Sprintf("%s: %v; the sample it was to describe runs again", samplesPath, err))
 			err = nil
 		}

@@ -481,7 +481,7 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 	s.closers = append(s.closers, func() { s.dir.Close() })
 	for _, e := range s.engines {
 		if s.resume != nil {
-			break // applyResume wrote the run lines
+			continue // applyResume wrote the run lines
 		}
 		if err := s.dir.Run(e.name, s.runMeta(e, perEngine[e.name])); err != nil {
 			return nil, fmt.Errorf("results: %w", err)
