@@ -313,16 +313,21 @@ func TestRxReaderTimestamp(t *testing.T) {
 // How long Do takes is not asserted: encoding and writing 40 MiB under the
 // race detector on a loaded machine took 3.06 s once against a 300 ms
 // timeout, and an earlier bound of 3 s failed there. The watchdog is a
-// hang guard, 100 times the timeout.
+// hang guard, 20 times the timeout. The body is 16 MiB (a loopback peer
+// that never reads took 3.7 MiB here before a write blocked: its receive
+// window does not grow) and the timeout 3 s, so the time runs out while the body
+// is written, not before: with 40 MiB and 300 ms the encoding under the
+// race detector once outlasted the timeout and the dial failed instead
+// ("connect: dial tcp: i/o timeout").
 func TestLeanBodyWriteTimesOut(t *testing.T) {
 	release := make(chan struct{})
 	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-release // never reads the body
 	}))
 	t.Cleanup(func() { close(release) })
-	const timeout = 300 * time.Millisecond
+	const timeout = 3 * time.Second
 	c := newClient(t, srv.URL, OpenAI, Options{RequestTimeout: timeout})
-	prompt := strings.Repeat("word ", 8<<20) // 40 MiB, far beyond the socket buffers
+	prompt := strings.Repeat("word ", 16<<20/5) // 16 MiB, far beyond the socket buffers
 	done := make(chan *record.Record, 1)
 	go func() {
 		var rec record.Record
@@ -332,7 +337,8 @@ func TestLeanBodyWriteTimesOut(t *testing.T) {
 	select {
 	case rec := <-done:
 		assert.Equal(t, record.Timeout, rec.Error, rec.Message)
-	case <-time.After(100 * timeout):
-		require.Fail(t, "Do is held by a server that never reads the body", "still running %s after a %s request timeout", 100*timeout, timeout)
+		t.Logf("%s after %v: %s", rec.Error, rec.Done-rec.Sent, rec.Message)
+	case <-time.After(20 * timeout):
+		require.Fail(t, "Do is held by a server that never reads the body", "still running %s after a %s request timeout", 20*timeout, timeout)
 	}
 }
