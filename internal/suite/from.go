@@ -140,6 +140,31 @@ type shardGroup struct {
 	engine string
 	shards []results.Saved // indexed by shard
 	n      int
+	// recs, when set, are the shards' records by sample, already read
+	// (-resume has read and checked them): recompute reads no file.
+	recs []map[sampleKey][]record.Record
+}
+
+// recordsBySample reads engine's records file by sample. A cut last line
+// (the run stopped while it wrote a record: the request of an unfinished
+// sample, since a finished one's records are all written before its line
+// in the samples file, which the counts check) is left out and said in
+// note.
+func recordsBySample(engine, path string) (_ map[sampleKey][]record.Record, note string, _ error) {
+	recs := map[sampleKey][]record.Record{}
+	err := results.ReadRecords(path, func(r *record.Record) error {
+		if r.Engine != engine {
+			return fmt.Errorf("a record of engine %q in engine %s's file", r.Engine, engine)
+		}
+		k := sampleKey{r.Concurrency, r.Sample}
+		recs[k] = append(recs[k], *r)
+		return nil
+	})
+	var cut *results.CutLineError
+	if errors.As(err, &cut) {
+		return recs, fmt.Sprintf("%v; left out", err), nil
+	}
+	return recs, "", err
 }
 
 // groupShards groups the saved files by engine and checks that the shards
@@ -198,30 +223,22 @@ func (g *shardGroup) recompute(opt Options, match func(string) bool) ([]recomput
 	recs := make([]map[sampleKey][]record.Record, g.n)
 	metas := make([]map[sampleKey]results.SampleMeta, g.n)
 	for i, sv := range g.shards {
-		recs[i] = map[sampleKey][]record.Record{}
 		metas[i] = map[sampleKey]results.SampleMeta{}
 		for _, m := range sv.Samples {
 			metas[i][sampleKey{m.Concurrency, m.Sample}] = m
 		}
 		g.notes = append(g.notes, sv.Notes...)
-		err := results.ReadRecords(sv.Records, func(r *record.Record) error {
-			if r.Engine != g.engine {
-				return fmt.Errorf("a record of engine %q in engine %s's file", r.Engine, g.engine)
+		if g.recs != nil {
+			recs[i] = g.recs[i]
+		} else {
+			var note string
+			var err error
+			if recs[i], note, err = recordsBySample(g.engine, sv.Records); err != nil {
+				return nil, err
 			}
-			k := sampleKey{r.Concurrency, r.Sample}
-			recs[i][k] = append(recs[i][k], *r)
-			return nil
-		})
-		var cut *results.CutLineError
-		if errors.As(err, &cut) {
-			// The run stopped while it wrote a record: the request of an
-			// unfinished sample (a finished one's records are all written
-			// before its line in the samples file, which the counts check).
-			g.notes = append(g.notes, fmt.Sprintf("%v; left out", err))
-			err = nil
-		}
-		if err != nil {
-			return nil, err
+			if note != "" {
+				g.notes = append(g.notes, note)
+			}
 		}
 		unfinished, left := 0, 0
 		for k, rs := range recs[i] {

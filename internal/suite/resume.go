@@ -95,22 +95,14 @@ func loadResume(dir string, names []string) (*resumeState, error) {
 		} else if run.EpochUnixNano != st.epoch {
 			return nil, fmt.Errorf("-resume: the files of %s and %s in %s are of different runs (epochs %s and %s): resume one run at a time", names[0], name, dir, time.Unix(0, st.epoch).UTC().Format(time.RFC3339), run.Epoch)
 		}
-		re := &resumedEngine{recs: map[sampleKey][]record.Record{}, maxSeq: -1}
+		re := &resumedEngine{maxSeq: -1}
 		recPath := filepath.Join(dir, name+".jsonl")
-		err = results.ReadRecords(recPath, func(r *record.Record) error {
-			if r.Engine != name {
-				return fmt.Errorf("a record of engine %q", r.Engine)
-			}
-			k := sampleKey{r.Concurrency, r.Sample}
-			re.recs[k] = append(re.recs[k], *r)
-			return nil
-		})
-		if errors.As(err, &cut) {
-			st.notes = append(st.notes, fmt.Sprintf("%v; left out", err)) // it names the file
-			err = nil
-		}
-		if err != nil {
+		var note string
+		if re.recs, note, err = recordsBySample(name, recPath); err != nil {
 			return nil, fmt.Errorf("-resume: %s: %w (drop -resume to start over)", recPath, err)
+		}
+		if note != "" {
+			st.notes = append(st.notes, note)
 		}
 		sv := results.Saved{Records: recPath, SamplesPath: samplesPath, Run: run}
 		next := map[int]int{}     // level → the next sample index to keep
@@ -208,7 +200,9 @@ func (s *Suite) applyResume(names []string, perEngine map[string][]string, layou
 		if re.samples == 0 {
 			continue
 		}
-		g := &shardGroup{engine: e.name, shards: []results.Saved{re.saved}, n: 1}
+		// The records loadResume read and cut to the kept samples: the
+		// file is not read again.
+		g := &shardGroup{engine: e.name, shards: []results.Saved{re.saved}, n: 1, recs: []map[sampleKey][]record.Record{re.recs}}
 		rs, err := g.recompute(s.opt, nil)
 		if err != nil {
 			return fmt.Errorf("-resume: engine %s: %w", e.name, err)
