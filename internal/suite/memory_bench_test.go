@@ -34,19 +34,7 @@ func BenchmarkMemoryPerStream(b *testing.B) {
 	const streams = 10_000 // New raises RLIMIT_NOFILE to what they need, or says what to run
 	// Every stream runs at once (max-num-seqs), a step takes 500 ms
 	// whatever its size: one token per stream every half second.
-	url := faketest.StartStandalone(b, "--max-num-seqs", "10000", "--max-batched-tokens", "200000",
-		"--kv-capacity-tokens", "2000000", "--step-base-ms", "500", "--step-per-token-ms", "0",
-		"--kv-per-token-us", "0", "--prefill-attn-coef", "0", "--overhead-ms", "0")
-	o := Options{
-		Engines: "mem=" + url, Concurrency: "10000", InputTokens: 16, OutputTokens: 8,
-		RequestTimeout: 2 * time.Minute, Out: b.TempDir(), Getenv: func(string) string { return "" },
-	}
-	s, err := New(context.Background(), o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	e := s.Engines()[0]
+	s, e := steppedSuite(b, "mem", streams, streams, 500, 8, 2*time.Minute)
 	// Live memory: after a collection, so garbage that a later GC would
 	// free is not counted as the stream's.
 	var stacks, heap, rss uint64
