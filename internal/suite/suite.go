@@ -479,12 +479,11 @@ func New(ctx context.Context, opt Options) (_ *Suite, err error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { s.dir.Close() })
-	for _, e := range s.engines {
-		if s.resume != nil {
-			continue // applyResume wrote the run lines
-		}
-		if err := s.dir.Run(e.name, s.runMeta(e, perEngine[e.name])); err != nil {
-			return nil, fmt.Errorf("results: %w", err)
+	if s.resume == nil { // applyResume wrote the run lines
+		for _, e := range s.engines {
+			if err := s.dir.Run(e.name, s.runMeta(e, perEngine[e.name])); err != nil {
+				return nil, fmt.Errorf("results: %w", err)
+			}
 		}
 	}
 	s.txtFiles = s.dir.TxtFiles()
